@@ -8,6 +8,7 @@ from balstyle.core import WeightsMismatchError
 from balstyle.models.adain import AdaIN
 from balstyle.models.core import adain, mean_std
 from balstyle.models.linear import LinearTransfer
+from balstyle.models.magenta import Magenta
 from balstyle.models.sanet import SANet
 
 DECODER = {1: (256, 512), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (128, 256), 18: (128, 128), 21: (64, 128), 25: (64, 64), 28: (3, 64)}
@@ -82,7 +83,7 @@ def test_adain_layer_against_a_direct_computation():
 
 
 @pytest.mark.parametrize("size", [256, 512])
-@pytest.mark.parametrize("method", [AdaIN, SANet, LinearTransfer])
+@pytest.mark.parametrize("method", [AdaIN, SANet, LinearTransfer, Magenta])
 def test_models_stylise_bundled_photos_on_the_cpu(method, size):
     from balstyle.data import bundled_photos, to_tensor_transform
     photos = list(bundled_photos().values())
@@ -94,3 +95,25 @@ def test_models_stylise_bundled_photos_on_the_cpu(method, size):
     assert raw.shape == content.shape and torch.isfinite(raw).all()
     out = model.stylize(content, [style, content], [0.8, 0.2], preserve_colour=(size == 256))
     assert out.shape == content.shape and 0 <= out.min() and out.max() <= 1 and out.std() > 0
+
+
+def test_the_stylize_command(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from balstyle.cli import main
+    from balstyle.models.magenta import magenta_variable_names
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(tmp_path / "content.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "style.jpg")
+    random_file(tmp_path / "decoder.pth", DECODER_PTH)
+    assert main(["stylize", str(tmp_path / "content.png"), str(tmp_path / "style.jpg"), str(tmp_path / "style.jpg"), "-o", str(tmp_path / "out.png"),
+                 "--weights", f"decoder={tmp_path / 'decoder.pth'}", "--alpha", "0.5", "--style-weights", "1", "2", "--size", "64"]) == 0
+    assert Image.open(tmp_path / "out.png").size == (82, 64)              # shorter side 64, aspect kept
+    variables = {n: (np.abs(rng.normal(1, 0.1, s)) if "moving_variance" in n else rng.normal(0, 0.05, s)).astype(np.float32)
+                 for n, s in magenta_variable_names().items()}
+    np.savez(tmp_path / "magenta.npz", **variables)
+    assert main(["stylize", str(tmp_path / "content.png"), str(tmp_path / "style.jpg"), "-o", str(tmp_path / "m.png"), "--method", "magenta",
+                 "--weights", f"tf={tmp_path / 'magenta.npz'}", "--size", "64"]) == 0
+    assert main(["stylize", str(tmp_path / "content.png"), str(tmp_path / "style.jpg"), "-o", str(tmp_path / "x.png"),
+                 "--weights", f"decoder={tmp_path / 'missing.pth'}"]) == 2
+    assert "missing.pth" in capsys.readouterr().err
