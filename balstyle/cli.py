@@ -16,6 +16,7 @@ from PIL import Image
 import yaml
 
 from .runner import SCALES, STUDIES, reproduce, study_status
+from .train import add_train_arguments, train_command
 from .synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
 from .data import load_image, to_tensor_transform
 from .models.adain import AdaIN
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--force", action="store_true", help="make it again even if a matching set exists")
     data.add_parser("list", help="show the procedural sets and their sizes per scale")
+    add_train_arguments(commands.add_parser("train", help="train an AST method with the classic or the balanced style loss"))
     sty = commands.add_parser("stylize", help="stylise an image with one of the four AST methods")
     sty.add_argument("content"); sty.add_argument("styles", nargs="+")
     sty.add_argument("-o", "--output", required=True)
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `balstyle` command; returns the exit status."
     args = build_parser().parse_args(argv)
     if args.command == "data": return data_command(args)
+    if args.command == "train": return train_command(args)
     if args.command == "stylize":
         try:
             out = stylize_files(args.content, args.styles, args.output, args.method, {k: str(v) for k, v in args.weights},

