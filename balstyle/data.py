@@ -94,6 +94,8 @@ class ImageFiles(Dataset):
     def __len__(self): return len(self.files)
 
     def __getitem__(self, i: int):
+        if not -len(self.files) <= i < len(self.files): raise IndexError(f"{self.name}: index {i} out of range for {len(self.files)} files")
+        i %= len(self.files)
         for k in range(len(self.files)):
             j = (i + k) % len(self.files)
             if j in self.skipped: continue

@@ -45,6 +45,7 @@ def studies_dir() -> Path: return project_root() / "nbs" / "studies"
 
 # %% ../nbs/04_runner.ipynb #a535d516
 _STUDY3_COMMON = dict(arch="vgg16", seed=0)
+_AST_METHODS = ("magenta", "adain", "linear", "sanet")    # Table 4's order
 STUDIES = {s.name: s for s in [
     Study("study3", "study3_loss_vs_supremum.ipynb",
           "Paper A, Study III (Figure 4): each layer's classic style loss against its supremum; Pearson r and slope",
@@ -59,6 +60,16 @@ STUDIES = {s.name: s for s in [
               "smoke": dict(painters_data="synth", portraits_data="synth", image_size=None, gallery_size=96, weights="default", batch_size=16, seed=0),
               "cpu": dict(painters_data="synth", portraits_data="synth", image_size=None, gallery_size=160, weights="default", batch_size=16, seed=0),
               "paper": dict(painters_data=None, portraits_data=None, image_size=256, gallery_size=160, weights="imagenet", batch_size=64, seed=0),
+          }),
+    Study("table4", "table4_zoo.ipynb",
+          "Paper A, Table 4: the eight 1P models (4 methods × classic/balanced loss) trained or reused, a manifest, a stylisation grid",
+          presets={
+              "smoke": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
+                            loss_weights="default", official={}, grid_pairs=3, grid_size=64, seed=0),
+              "cpu": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
+                          loss_weights="default", official={}, grid_pairs=4, grid_size=192, seed=0),
+              "paper": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
+                            loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0),
           }),
 ]}
 

@@ -38,15 +38,15 @@ from .models.core import StyleTransfer
 from .models.linear import LinearTransfer
 from .models.magenta import Magenta
 from .models.sanet import SANet
-from .synth import synth_dataset
+from .synth import SYNTH_VERSION, synth_dataset
 
 # %% auto #0
-__all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'CPU_BUDGET', 'MODEL_CLASSES', 'WEIGHT_FILES', 'Recipe',
-           'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
+__all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'CPU_BUDGET', 'MODEL_CLASSES', 'WEIGHT_FILES',
+           'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
            'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'load_decoder',
-           'build_model', 'trainable_state', 'save_atomic', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'TrainingInterrupted', 'threading_main', 'run_dir_for', 'train', 'train_config', 'add_train_arguments',
-           'train_command', 'main']
+           'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'TrainingInterrupted', 'threading_main', 'run_dir_for', 'train', 'train_config',
+           'load_trained', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -101,6 +101,7 @@ SCALE_SETTINGS = {
     "paper": dict(steps=None, batch_size=None, image_size=None, load_size=None, lr_scale=1.0, calibration_batches=10,
                   checkpoint_every=1000, warm_decoder=False),
 }
+SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 CPU_BUDGET = {   # (steps, learning-rate multiple) per method at `cpu` scale
     "linear_decoder": (200, 10.0), "adain": (150, 5.0), "linear": (150, 5.0), "sanet": (60, 5.0), "magenta": (150, 100.0),
 }
@@ -151,7 +152,7 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   load_size=s["load_size"] or recipe.load_size, flip=recipe.flip, content_weight=recipe.content_weight,
                   extra_weights=dict(recipe.extra_weights), calibration_batches=s["calibration_batches"],
                   checkpoint_every=s["checkpoint_every"], decoder_init="reconstruction" if warm or method == "linear" else None,
-                  content_data=content_data or "synth", style_data=style_data or "synth", loss_network=loss_weights, seed=seed)
+                  content_data=content_data or SYNTH_DATA, style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed)
     unknown = sorted(set(overrides) - set(config))
     if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
     return RunConfig(**(config | overrides))
@@ -200,11 +201,11 @@ class TrainingCrops(Dataset):
 def training_images(config: RunConfig) -> tuple[Dataset, Dataset, str]:
     "The content and style training sets of a run, as `TrainingCrops`, and a description of them."
     plain = dict(transform=to_tensor_transform())
-    if config.content_data == "synth":
+    if config.content_data == SYNTH_DATA:
         content = coco_images(synth_dataset("content", "smoke" if config.scale == "smoke" else "cpu", config.seed), **plain)
         content_label = "procedural content (balstyle.synth), a stand-in for MS-COCO"
     else: content, content_label = coco_images(config.content_data, **plain), f"MS-COCO train2014 at {config.content_data}"
-    if config.style_data == "synth":
+    if config.style_data == SYNTH_DATA:
         style = painter_by_numbers(synth_dataset("painters", "smoke" if config.scale == "smoke" else "cpu", config.seed), "train", **plain)
         style_label = "procedural paintings (balstyle.synth), a stand-in for Painter by Numbers"
     else: style, style_label = painter_by_numbers(config.style_data, "train", **plain), f"Painter by Numbers train at {config.style_data}"
@@ -303,6 +304,12 @@ def build_model(config: RunConfig, decoder_state: dict | None = None) -> StyleTr
 def trainable_state(model: nn.Module, method: str) -> dict:
     "`{part: state dict}` of the method's trainable parts, in the official key layouts."
     return {part: getattr(model, part).state_dict() for part in RECIPES[method].trainable}
+
+def saved_state(model: nn.Module, config: RunConfig) -> dict:
+    "What a finished run keeps: the trainable parts, and a frozen decoder it was given (LinearTransfer's)."
+    parts = trainable_state(model, config.method)
+    if config.decoder_init and "decoder" not in parts: parts["decoder"] = model.decoder.state_dict()
+    return parts
 
 # %% ../nbs/15_train.ipynb #4844ff8f
 def save_atomic(obj, path: str | Path) -> Path:
@@ -410,12 +417,11 @@ class _Log:
 # %% ../nbs/15_train.ipynb #dde22223
 def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     "The decoder of the `linear_decoder` stage at this scale, trained (or reused from the cache) first."
-    stage = run_config("linear_decoder", "classic", config.scale, None if config.content_data == "synth" else config.content_data,
-                       None if config.style_data == "synth" else config.style_data, config.loss_network, config.seed)
+    stage = run_config("linear_decoder", "classic", config.scale, config.content_data, config.style_data, config.loss_network, config.seed)
     folder = train_config(stage, device=device, resume=True, **kw)
     return torch.load(folder / "weights" / "dec_r41.pth", map_location="cpu", weights_only=True)
 
-WEIGHT_FILES = {("adain", "decoder"): "decoder.pth", ("linear", "transform"): "r41.pth", ("linear_decoder", "decoder"): "dec_r41.pth",
+WEIGHT_FILES = {("adain", "decoder"): "decoder.pth", ("linear", "transform"): "r41.pth", ("linear", "decoder"): "dec_r41.pth", ("linear_decoder", "decoder"): "dec_r41.pth",
                 ("sanet", "transform"): "transformer.pth", ("sanet", "decoder"): "decoder.pth",
                 ("magenta", "transformer"): "transformer.pth", ("magenta", "predictor"): "predictor.pth"}
 
@@ -527,7 +533,7 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
 def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, calibration: dict, seconds: float, data: str, net: str):
     "Write `weights/` in the official layouts and `run.json` with β, steps, wall time, the final losses and checksums."
     checksums = {}
-    for part, state in trainable_state(model, config.method).items():
+    for part, state in saved_state(model, config).items():
         path = save_atomic({k: v.detach().cpu().contiguous() for k, v in state.items()},
                            folder / "weights" / WEIGHT_FILES[config.method, part])
         checksums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -541,7 +547,18 @@ def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, cali
     tmp = folder / ".run.json.tmp"
     tmp.write_text(json.dumps(run, indent=1)); os.replace(tmp, folder / "run.json")
 
-# %% ../nbs/15_train.ipynb #09bff58e
+# %% ../nbs/15_train.ipynb #27396a96
+def load_trained(folder: str | Path) -> StyleTransfer:
+    "The model of a finished run folder (its `run.json` and `weights/`), in eval mode."
+    folder = Path(folder)
+    if not (folder / "run.json").is_file(): raise FileNotFoundError(f"{folder} holds no finished run (no run.json)")
+    config = RunConfig(**json.loads((folder / "run.json").read_text())["config"])
+    model = MODEL_CLASSES[config.method]()
+    for (method, part), name in WEIGHT_FILES.items():
+        if method == config.method and (folder / "weights" / name).is_file(): load_weights(getattr(model, part), folder / "weights" / name)
+    return model.eval()
+
+# %% ../nbs/15_train.ipynb #f29ab82f
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `balstyle train` (and `python -m balstyle.train`)."
     parser.add_argument("method", choices=list(RECIPES))
@@ -589,5 +606,5 @@ def main(argv: list[str] | None = None) -> int:
     if dist.is_initialized(): dist.destroy_process_group()
     return status
 
-# %% ../nbs/15_train.ipynb #302ff0e9
+# %% ../nbs/15_train.ipynb #5c4a7f58
 if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py": sys.exit(main())
