@@ -68,3 +68,21 @@ def test_level_networks_shapes_and_size_errors():
     assert enc(torch.randn(2, 3, 16, 16)).shape == (2, 16) and gen(torch.randn(2, 16)).shape == (2, 3, 16, 16)
     try: LevelEncoder(4, (8, 16), (1, 1), 18); raise AssertionError("a size that the levels cannot halve must be refused")
     except ValueError as e: assert "multiple of 2^2" in str(e)
+
+
+@given(b=st.integers(1, 3), side=st.integers(4, 12), patch=st.integers(1, 4), count=st.integers(1, 6), seed=seeds)
+@settings(max_examples=40, deadline=None)
+def test_random_patches_are_crops_of_their_own_image(b, side, patch, count, seed):
+    from balstyle.stylespace.models import random_patches
+    images = torch.randn(b, 2, side, side + 1, generator=torch.Generator().manual_seed(seed))
+    patches = random_patches(images, patch, count, torch.Generator().manual_seed(seed))
+    assert patches.shape == (b * count, 2, patch, patch)
+    for k, p in enumerate(patches):
+        windows = images[k // count].unfold(1, patch, 1).unfold(2, patch, 1)          # (2, H', W', p, p)
+        assert (windows == p[:, None, None]).flatten(3).all(-1).all(0).any()
+
+
+def test_consortium_views_have_the_papers_shapes():
+    from balstyle.stylespace.models import ConsortiumDiscriminator
+    d = ConsortiumDiscriminator(patch=64, features=(8,), blocks=(1,))
+    assert [tuple(v.shape) for v in d.views(torch.rand(2, 3, 256, 256))] == [(2, 3, 64, 64), (8, 3, 64, 64), (32, 3, 64, 64)]
