@@ -502,8 +502,8 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
         with _stop_on_signals() as received:
             bar = tqdm(zip(*loaders), total=config.steps - start, initial=0, desc=f"{config.method}/{config.loss}",
                        disable=not progress or rank != 0)
+            tick = time.perf_counter()
             for c, s in bar:
-                tick = time.perf_counter()
                 c, s = (x.to(device, non_blocking=True) for x in (c, s))
                 if cuda: c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
                 with autocast(): terms = runner(c, s)
@@ -511,7 +511,8 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
                 terms["total"].backward()
                 optimizer.step(); scheduler.step()
                 step += 1
-                seconds += time.perf_counter() - tick
+                now = time.perf_counter()
+                seconds, tick = seconds + now - tick, now          # wall time of the loop, data loading included
                 stop = bool(received) or (stop_at is not None and step >= stop_at)
                 values = torch.stack([v.detach().float() for v in terms.values()] + [torch.tensor(float(stop), device=device)])
                 if world > 1: dist.all_reduce(values)          # the terms of the global batch, and whether any rank must stop
