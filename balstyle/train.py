@@ -43,10 +43,10 @@ from .synth import SYNTH_VERSION, synth_dataset
 # %% auto #0
 __all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'CPU_BUDGET', 'MODEL_CLASSES', 'WEIGHT_FILES',
            'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
-           'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'load_decoder',
-           'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'TrainingInterrupted', 'threading_main', 'run_dir_for', 'train', 'train_config',
-           'load_trained', 'add_train_arguments', 'train_command', 'main']
+           'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm',
+           'load_decoder', 'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint',
+           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'threading_main', 'run_dir_for', 'train',
+           'train_config', 'load_trained', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -95,11 +95,11 @@ LOSSES = ("classic", "balanced")
 # %% ../nbs/15_train.ipynb #6a30c19e
 SCALE_SETTINGS = {
     "smoke": dict(steps=2, batch_size=2, image_size=64, load_size=72, lr_scale=1.0, calibration_batches=1,
-                  checkpoint_every=1, warm_decoder=False),
+                  checkpoint_every=1, warm_decoder=False, norm_batches=2),
     "cpu": dict(steps=None, batch_size=4, image_size=128, load_size=160, lr_scale=None, calibration_batches=4,
-                checkpoint_every=50, warm_decoder=True),
+                checkpoint_every=50, warm_decoder=True, norm_batches=25),
     "paper": dict(steps=None, batch_size=None, image_size=None, load_size=None, lr_scale=1.0, calibration_batches=10,
-                  checkpoint_every=1000, warm_decoder=False),
+                  checkpoint_every=1000, warm_decoder=False, norm_batches=200),
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 CPU_BUDGET = {   # (steps, learning-rate multiple) per method at `cpu` scale
@@ -284,7 +284,25 @@ def calibrate_beta(step_module: TrainingStep, content: Dataset, style: Dataset, 
     if not totals["style"] > 0: raise RuntimeError(f"β calibration: the style term is {totals['style']}; the model's output may be constant")
     return totals["content"] / totals["style"], totals
 
-# %% ../nbs/15_train.ipynb #3b634ff4
+# %% ../nbs/15_train.ipynb #dba437ef
+class _PairedInput(nn.Module):
+    "A model called on one tensor holding a content batch and a style batch, concatenated (the form `update_bn` feeds)."
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+    def forward(self, both: torch.Tensor): return self.model(*both.chunk(2))
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: StyleTransfer, content: Dataset, style: Dataset, config: RunConfig, batches: int, device) -> int:
+    "Re-estimate the model's batch-norm running statistics over `batches` training batches; returns how many layers it updated."
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches < 1: return 0
+    stream = ([torch.cat([torch.stack([ds[k] for k in batch_keys(t, config.batch_size, len(ds), config.seed, s)]) for s, ds in
+                          ((20, content), (21, style))])] for t in range(batches))
+    torch.optim.swa_utils.update_bn(stream, _PairedInput(model), device=device)
+    return len(norms)
+
+# %% ../nbs/15_train.ipynb #8a69e0f9
 MODEL_CLASSES = {"adain": AdaIN, "linear": LinearTransfer, "linear_decoder": LinearTransfer, "sanet": SANet, "magenta": Magenta}
 
 def load_decoder(decoder: nn.Module, state: dict) -> nn.Module:
@@ -311,7 +329,7 @@ def saved_state(model: nn.Module, config: RunConfig) -> dict:
     if config.decoder_init and "decoder" not in parts: parts["decoder"] = model.decoder.state_dict()
     return parts
 
-# %% ../nbs/15_train.ipynb #4844ff8f
+# %% ../nbs/15_train.ipynb #a80b5992
 def save_atomic(obj, path: str | Path) -> Path:
     "`torch.save` to a temporary file beside `path`, fsync, then rename over `path`."
     path = Path(path)
@@ -332,7 +350,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try: return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise ValueError(f"{path} is not a readable balstyle checkpoint: {e}") from e
 
-# %% ../nbs/15_train.ipynb #36e62aa5
+# %% ../nbs/15_train.ipynb #aa0ee392
 def rng_state() -> dict:
     "Every random generator's state, in types that load with `weights_only=True`."
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -348,7 +366,7 @@ def set_rng_state(state: dict):
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
 
-# %% ../nbs/15_train.ipynb #6f896f7f
+# %% ../nbs/15_train.ipynb #45c11353
 class TrainingInterrupted(RuntimeError):
     "Training stopped by a signal after writing a checkpoint; `resume=True` continues it."
     def __init__(self, run_dir: Path, step: int, signum: int | None = None):
@@ -371,7 +389,7 @@ def threading_main() -> bool:
     import threading
     return threading.current_thread() is threading.main_thread()
 
-# %% ../nbs/15_train.ipynb #478293ff
+# %% ../nbs/15_train.ipynb #041a5217
 def _distributed() -> tuple[int, int, int]:
     "(rank, world size, local rank), initialising the process group when launched by torchrun."
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -414,7 +432,7 @@ class _Log:
     def close(self):
         if self.writer: self.writer.close()
 
-# %% ../nbs/15_train.ipynb #dde22223
+# %% ../nbs/15_train.ipynb #8c8b3cf0
 def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     "The decoder of the `linear_decoder` stage at this scale, trained (or reused from the cache) first."
     stage = run_config("linear_decoder", "classic", config.scale, config.content_data, config.style_data, config.loss_network, config.seed)
@@ -425,7 +443,7 @@ WEIGHT_FILES = {("adain", "decoder"): "decoder.pth", ("linear", "transform"): "r
                 ("sanet", "transform"): "transformer.pth", ("sanet", "decoder"): "decoder.pth",
                 ("magenta", "transformer"): "transformer.pth", ("magenta", "predictor"): "predictor.pth"}
 
-# %% ../nbs/15_train.ipynb #f48b5e13
+# %% ../nbs/15_train.ipynb #e3f95f22
 def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | Path | None = None, resume: bool = False,
           device: str | None = None, bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True,
           content_data: str | None = None, style_data: str | None = None, loss_weights: str = "default", seed: int = 0,
@@ -435,7 +453,7 @@ def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | 
     return train_config(config, out=out, resume=resume, device=device, bf16=bf16, compile=compile, workers=workers, progress=progress,
                         stop_at=stop_at)
 
-# %% ../nbs/15_train.ipynb #e1e4b7b8
+# %% ../nbs/15_train.ipynb #09dedd9a
 def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bool = False, device: str | None = None,
                  bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True, stop_at: int | None = None) -> Path:
     "Train the run `config` describes (see `train`); `stop_at` stops after that step as SIGTERM would."
@@ -526,12 +544,16 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
                     save_atomic(state(step), checkpoint_path)
                 if stop: raise TrainingInterrupted(folder, step, received[0] if received else None)
     finally: logger.close()
-    if rank == 0: _finish(folder, config, model, beta, calibration, seconds, data_label, net_label)
+    if rank == 0:
+        norms = recalibrate_batch_norm(model, content, style, config, SCALE_SETTINGS[config.scale]["norm_batches"], device)
+        _finish(folder, config, model, beta, calibration, seconds, data_label, net_label,
+                {"layers": norms, "batches": SCALE_SETTINGS[config.scale]["norm_batches"] if norms else 0})
     if world > 1: dist.barrier()
     return folder
 
-# %% ../nbs/15_train.ipynb #43279cbd
-def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, calibration: dict, seconds: float, data: str, net: str):
+# %% ../nbs/15_train.ipynb #ad2391a4
+def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, calibration: dict, seconds: float, data: str, net: str,
+            batch_norm: dict):
     "Write `weights/` in the official layouts and `run.json` with β, steps, wall time, the final losses and checksums."
     checksums = {}
     for part, state in saved_state(model, config).items():
@@ -543,12 +565,12 @@ def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, cali
     final = {k: float(np.mean([float(r[k]) for r in tail])) for k in rows[-1] if k not in ("step", "lr", "seconds")}
     run = {"config": asdict(config), "digest": config.digest(), "beta": beta, "calibration": calibration, "steps": config.steps,
            "seconds": round(seconds, 1), "final_losses": final, "final_losses_over_steps": len(tail), "data": data,
-           "loss_network": net, "weights": checksums, "machine": f"{torch.__version__}, {os.cpu_count()} CPUs"
+           "loss_network": net, "batch_norm_recalibrated": batch_norm, "weights": checksums, "machine": f"{torch.__version__}, {os.cpu_count()} CPUs"
            + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")}
     tmp = folder / ".run.json.tmp"
     tmp.write_text(json.dumps(run, indent=1)); os.replace(tmp, folder / "run.json")
 
-# %% ../nbs/15_train.ipynb #27396a96
+# %% ../nbs/15_train.ipynb #16b4cd86
 def load_trained(folder: str | Path) -> StyleTransfer:
     "The model of a finished run folder (its `run.json` and `weights/`), in eval mode."
     folder = Path(folder)
@@ -559,7 +581,7 @@ def load_trained(folder: str | Path) -> StyleTransfer:
         if method == config.method and (folder / "weights" / name).is_file(): load_weights(getattr(model, part), folder / "weights" / name)
     return model.eval()
 
-# %% ../nbs/15_train.ipynb #f29ab82f
+# %% ../nbs/15_train.ipynb #1bb78b4a
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `balstyle train` (and `python -m balstyle.train`)."
     parser.add_argument("method", choices=list(RECIPES))
@@ -607,5 +629,5 @@ def main(argv: list[str] | None = None) -> int:
     if dist.is_initialized(): dist.destroy_process_group()
     return status
 
-# %% ../nbs/15_train.ipynb #5c4a7f58
+# %% ../nbs/15_train.ipynb #60a0012b
 if __name__ == "__main__" and Path(sys.argv[0]).name == "train.py": sys.exit(main())
