@@ -62,8 +62,9 @@ def main():
         steps = {loss: make_step(method, loss, net, device, cuda) for loss in ("classic", "balanced")}
         for loss, (step, opt) in steps.items(): timed(step, opt, content, style, device, args.bf16)   # warm-up
         times = {"classic": [], "balanced": []}
-        for _ in range(args.repeats):
-            for loss, (step, opt) in steps.items(): times[loss].append(timed(step, opt, content, style, device, args.bf16))
+        for r in range(args.repeats):                      # ABBA order: neither loss always runs first
+            for loss in (("classic", "balanced") if r % 2 == 0 else ("balanced", "classic")):
+                times[loss].append(timed(*steps[loss], content, style, device, args.bf16))
         ratios = [b / c for c, b in zip(times["classic"], times["balanced"])]
         print(f"{method:8} {statistics.median(times['classic']):10.3f} {statistics.median(times['balanced']):11.3f} "
               f"{statistics.median(ratios):17.4f} {min(ratios):7.3f}–{max(ratios):.3f}", flush=True)
