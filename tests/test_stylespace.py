@@ -30,9 +30,10 @@ def test_weight_normalised_layers_have_unit_norm_whatever_the_raw_weights(seed, 
     conv, convt, lin = WNConv2d(4, 6, 3), WNConvTranspose2d(4, 6, stride + 2, stride), WNLinear(5, 3)
     with torch.no_grad():
         for layer in (conv, convt, lin): layer.weight.mul_(scale)
-    torch.testing.assert_close(conv.normalised_weight().flatten(1).norm(dim=1), torch.ones(6))
-    torch.testing.assert_close(lin.normalised_weight().norm(dim=1), torch.ones(3))
-    torch.testing.assert_close(convt.normalised_weight().transpose(0, 1).flatten(1).norm(dim=1), torch.full((6,), float(stride)))
+    close = dict(rtol=1e-4, atol=0)                   # the 1e-8 guard in the norm shifts tiny weights by ~1e-5
+    torch.testing.assert_close(conv.normalised_weight().flatten(1).norm(dim=1), torch.ones(6), **close)
+    torch.testing.assert_close(lin.normalised_weight().norm(dim=1), torch.ones(3), **close)
+    torch.testing.assert_close(convt.normalised_weight().transpose(0, 1).flatten(1).norm(dim=1), torch.full((6,), float(stride)), **close)
 
 
 @given(dims=st.integers(1, 40), t=st.floats(0.05, 0.999), seed=seeds, loss=st.sampled_from(["same", "diff"]))
