@@ -10,13 +10,13 @@ import contextlib
 import csv
 import hashlib
 import json
-import math
 import os
 import random
 import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,12 +25,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from .core import cache_dir, get_logger, load_weights
-from .data import ImageFiles, coco_images, dtd, painter_by_numbers, to_tensor_transform
+from .data import coco_images, painter_by_numbers, to_tensor_transform
 from .features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from .losses import balanced_style_loss, classic_style_loss, content_loss
 from .models.adain import AdaIN
@@ -45,8 +45,8 @@ __all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA'
            'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
            'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm',
            'load_decoder', 'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'threading_main', 'run_dir_for', 'train',
-           'train_config', 'load_trained', 'add_train_arguments', 'train_command', 'main']
+           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'train', 'train_config', 'load_trained',
+           'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -378,16 +378,12 @@ class TrainingInterrupted(RuntimeError):
 def _stop_on_signals():
     "Record SIGTERM and SIGINT in a list instead of dying (main thread only); restore the handlers after."
     received, previous = [], {}
-    if threading_main():
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     try: yield received
     finally:
         for sig, handler in previous.items(): signal.signal(sig, handler)
-
-def threading_main() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 # %% ../nbs/15_train.ipynb #041a5217
 def _distributed() -> tuple[int, int, int]:
@@ -462,13 +458,13 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     cuda = device.type == "cuda"
     folder = Path(out) if out else run_dir_for(config)
     checkpoint_path = folder / "checkpoint.pt"
-    done = folder / "run.json"
-    if resume and done.is_file() and json.loads(done.read_text())["config"] == json.loads(json.dumps(asdict(config))):
+    done, settings = folder / "run.json", json.loads(json.dumps(asdict(config)))      # as a checkpoint stores them
+    if resume and done.is_file() and json.loads(done.read_text())["config"] == settings:
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
     checkpoint = load_checkpoint(checkpoint_path) if resume and checkpoint_path.is_file() else None
-    if checkpoint is not None and checkpoint["config"] != json.loads(json.dumps(asdict(config))):
-        differ = sorted(k for k, v in checkpoint["config"].items() if json.loads(json.dumps(asdict(config))).get(k) != v)
+    if checkpoint is not None and checkpoint["config"] != settings:
+        differ = sorted(k for k, v in checkpoint["config"].items() if settings.get(k) != v)
         raise ValueError(f"{checkpoint_path} was written by a run with other settings ({differ}); use another `out` folder")
 
     decoder_state = _reconstruction_decoder(config, device, workers=workers, progress=progress) if config.decoder_init == "reconstruction" else (
