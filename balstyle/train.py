@@ -16,9 +16,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +47,8 @@ __all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA'
            'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
            'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm',
            'load_decoder', 'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'train', 'train_config', 'load_trained',
-           'add_train_arguments', 'train_command', 'main']
+           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'TrainingLoop', 'train', 'train_config',
+           'load_trained', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -102,8 +104,10 @@ SCALE_SETTINGS = {
                   checkpoint_every=1000, warm_decoder=False, norm_batches=200),
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
-CPU_BUDGET = {   # (steps, learning-rate multiple) per method at `cpu` scale
-    "linear_decoder": (200, 10.0), "adain": (150, 5.0), "linear": (150, 5.0), "sanet": (60, 5.0), "magenta": (150, 100.0),
+CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and any batch or crop that differs from "cpu" above
+    "linear_decoder": dict(steps=1500, lr_scale=1.0, batch_size=8, image_size=64, load_size=80),
+    "adain": dict(steps=150, lr_scale=5.0), "linear": dict(steps=150, lr_scale=5.0), "sanet": dict(steps=60, lr_scale=5.0),
+    "magenta": dict(steps=150, lr_scale=100.0),
 }
 
 # %% ../nbs/15_train.ipynb #aa95c50f
@@ -142,7 +146,8 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
     if loss not in LOSSES: raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
     if scale not in SCALE_SETTINGS: raise ValueError(f"scale must be one of {list(SCALE_SETTINGS)}, not {scale!r}")
     recipe, s = RECIPES[method], SCALE_SETTINGS[scale]
-    steps, lr_scale = CPU_BUDGET[method] if scale == "cpu" else (s["steps"] or recipe.steps, s["lr_scale"])
+    s = s | CPU_BUDGET[method] if scale == "cpu" else s
+    steps, lr_scale = s["steps"] or recipe.steps, s["lr_scale"]
     if scale == "paper" and (content_data is None or style_data is None):
         raise ValueError("the paper scale trains on MS-COCO and Painter by Numbers: pass content_data=/path/to/coco "
                          "and style_data=/path/to/painter-by-numbers (--content-data, --style-data)")
@@ -428,6 +433,62 @@ class _Log:
     def close(self):
         if self.writer: self.writer.close()
 
+# %% ../nbs/15_train.ipynb #ee7b5846
+class TrainingLoop:
+    "Resume, run, log and checkpoint the steps of a trainer; the checkpoint is `folder/checkpoint.pt`."
+    def __init__(self, folder: str | Path, settings: dict, steps: int, checkpoint_every: int, resume: bool = False,
+                 rank: int = 0, world: int = 1):
+        self.folder, self.settings, self.steps, self.every = Path(folder), settings, steps, checkpoint_every
+        self.rank, self.world, self.path, self.state = rank, world, Path(folder) / "checkpoint.pt", {}
+        self.checkpoint = load_checkpoint(self.path) if resume and self.path.is_file() else None
+        if self.checkpoint is not None and self.checkpoint["config"] != settings:
+            theirs = self.checkpoint["config"]
+            differ = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
+            raise ValueError(f"{self.path} was written by a run with other settings ({differ}); use another `out` folder")
+        self.start = self.checkpoint["step"] if self.checkpoint else 0
+        self.seconds = self.checkpoint["seconds"] if self.checkpoint else 0.0
+
+    def restore(self, state: dict) -> None:
+        "Register `state` ({name: object with `state_dict`}); when resuming, load the checkpoint into it and every RNG."
+        self.state = state
+        if self.checkpoint is None: return
+        missing = sorted(set(state) - set(self.checkpoint["state"]))
+        if missing: raise ValueError(f"{self.path} holds no state for {missing}")
+        for name, obj in state.items(): obj.load_state_dict(self.checkpoint["state"][name])
+        set_rng_state(self.checkpoint["rng"])
+        log.info(f"resuming {self.folder} at step {self.start}")
+
+    def save(self, step: int, extra: dict) -> None:
+        save_atomic({"step": step, "seconds": self.seconds, "config": self.settings, "rng": rng_state(),
+                     "state": {name: obj.state_dict() for name, obj in self.state.items()}} | extra, self.path)
+
+    def run(self, batches: Iterable, step: Callable[[Any], dict], *, extra: dict | None = None, columns: Callable[[], dict] | None = None,
+            progress: bool = True, stop_at: int | None = None, desc: str = "", device="cpu") -> float:
+        "`step(batch)` for the batches of steps `start`+1…`steps`; `columns()` adds logged values (the lr); returns the wall seconds."
+        if self.rank == 0: self.folder.mkdir(parents=True, exist_ok=True)
+        logger, n = _Log(self.folder, self.start, self.rank == 0), self.start
+        try:
+            with _stop_on_signals() as received:
+                bar = tqdm(batches, total=self.steps - self.start, desc=desc, disable=not progress or self.rank != 0)
+                tick = time.perf_counter()
+                for batch in bar:
+                    terms = step(batch)
+                    n += 1
+                    now = time.perf_counter()
+                    self.seconds, tick = self.seconds + now - tick, now          # the loop's wall time, data loading included
+                    stop = bool(received) or (stop_at is not None and n >= stop_at)
+                    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()] + [torch.tensor(float(stop), device=device)])
+                    if self.world > 1: dist.all_reduce(values)     # the terms of the global batch, and whether any rank must stop
+                    values = values.tolist()
+                    stop = values.pop() > 0
+                    row = {"step": n} | (columns() if columns else {}) | {k: v / self.world for k, v in zip(terms, values)} | {"seconds": round(self.seconds, 3)}
+                    logger.write(row)
+                    if "total" in row: bar.set_postfix(total=f"{row['total']:.4g}")
+                    if self.rank == 0 and (stop or n % self.every == 0 or n == self.steps): self.save(n, extra or {})
+                    if stop: raise TrainingInterrupted(self.folder, n, received[0] if received else None)
+        finally: logger.close()
+        return self.seconds
+
 # %% ../nbs/15_train.ipynb #8c8b3cf0
 def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     "The decoder of the `linear_decoder` stage at this scale, trained (or reused from the cache) first."
@@ -457,15 +518,11 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     device = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     folder = Path(out) if out else run_dir_for(config)
-    checkpoint_path = folder / "checkpoint.pt"
     done, settings = folder / "run.json", json.loads(json.dumps(asdict(config)))      # as a checkpoint stores them
     if resume and done.is_file() and json.loads(done.read_text())["config"] == settings:
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
-    checkpoint = load_checkpoint(checkpoint_path) if resume and checkpoint_path.is_file() else None
-    if checkpoint is not None and checkpoint["config"] != settings:
-        differ = sorted(k for k, v in checkpoint["config"].items() if settings.get(k) != v)
-        raise ValueError(f"{checkpoint_path} was written by a run with other settings ({differ}); use another `out` folder")
+    loop = TrainingLoop(folder, settings, config.steps, config.checkpoint_every, resume, rank, world)
 
     decoder_state = _reconstruction_decoder(config, device, workers=workers, progress=progress) if config.decoder_init == "reconstruction" else (
         torch.load(config.decoder_init, map_location="cpu", weights_only=True) if config.decoder_init else None)
@@ -479,22 +536,17 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     if cuda: step_module = step_module.to(memory_format=torch.channels_last)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and bf16)
 
-    if checkpoint is not None: beta, calibration = checkpoint["beta"], checkpoint["calibration"]
+    if loop.checkpoint is not None: beta, calibration = loop.checkpoint["beta"], loop.checkpoint["calibration"]
     elif config.method == "linear_decoder": beta, calibration = 0.0, {}
     else:
         with autocast(): beta, calibration = calibrate_beta(step_module, content, style, config, device)
     objective.beta = beta
-    params = [p for p in step_module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = torch.optim.Adam([p for p in step_module.parameters() if p.requires_grad], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 / (1 + config.lr_decay * t))
-    start, seconds = 0, 0.0
-    if checkpoint is not None:
-        for part, state in checkpoint["model"].items(): getattr(model, part).load_state_dict(state)
-        optimizer.load_state_dict(checkpoint["optimizer"]); scheduler.load_state_dict(checkpoint["scheduler"])
-        start, seconds = checkpoint["step"], checkpoint["seconds"]
-        set_rng_state(checkpoint["rng"])
-        log.info(f"resuming {folder} at step {start}")
-    else: log.info(f"training {config.method} with the {config.loss} style loss at {config.scale} scale in {folder}; β = {beta:.4g}")
+    loop.restore({f"model.{part}": getattr(model, part) for part in RECIPES[config.method].trainable}
+                 | {"optimizer": optimizer, "scheduler": scheduler})
+    if loop.checkpoint is None:
+        log.info(f"training {config.method} with the {config.loss} style loss at {config.scale} scale in {folder}; β = {beta:.4g}")
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(asdict(config) | {"digest": config.digest(), "data": data_label,
@@ -502,44 +554,21 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     runner = step_module
     if world > 1: runner = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if cuda else None)
     if compile: runner = torch.compile(runner)
-    loaders = [DataLoader(ds, batch_sampler=StepBatches(start, config.steps, config.batch_size, len(ds), config.seed, stream, rank, world),
+    loaders = [DataLoader(ds, batch_sampler=StepBatches(loop.start, config.steps, config.batch_size, len(ds), config.seed, stream, rank, world),
                           num_workers=workers, pin_memory=cuda) for stream, ds in ((0, content), (1, style))]
 
-    def state(step):
-        return {"step": step, "seconds": seconds, "beta": beta, "calibration": calibration, "config": asdict(config),
-                "model": trainable_state(model, config.method), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(), "loss_network": net_label}
+    def step(batch) -> dict:
+        c, s = (x.to(device, non_blocking=True) for x in batch)
+        if cuda: c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
+        with autocast(): terms = runner(c, s)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step(); scheduler.step()
+        return terms
 
-    logger = _Log(folder, start, rank == 0)
-    step = start
-    try:
-        with _stop_on_signals() as received:
-            bar = tqdm(zip(*loaders), total=config.steps - start, initial=0, desc=f"{config.method}/{config.loss}",
-                       disable=not progress or rank != 0)
-            tick = time.perf_counter()
-            for c, s in bar:
-                c, s = (x.to(device, non_blocking=True) for x in (c, s))
-                if cuda: c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
-                with autocast(): terms = runner(c, s)
-                optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                optimizer.step(); scheduler.step()
-                step += 1
-                now = time.perf_counter()
-                seconds, tick = seconds + now - tick, now          # wall time of the loop, data loading included
-                stop = bool(received) or (stop_at is not None and step >= stop_at)
-                values = torch.stack([v.detach().float() for v in terms.values()] + [torch.tensor(float(stop), device=device)])
-                if world > 1: dist.all_reduce(values)          # the terms of the global batch, and whether any rank must stop
-                values = values.tolist()
-                stop = values.pop() > 0
-                row = ({"step": step, "lr": scheduler.get_last_lr()[0]} | {k: v / world for k, v in zip(terms, values)}
-                       | {"seconds": round(seconds, 3)})
-                logger.write(row)
-                bar.set_postfix(total=f"{row['total']:.4g}")
-                if rank == 0 and (stop or step % config.checkpoint_every == 0 or step == config.steps):
-                    save_atomic(state(step), checkpoint_path)
-                if stop: raise TrainingInterrupted(folder, step, received[0] if received else None)
-    finally: logger.close()
+    seconds = loop.run(zip(*loaders), step, extra={"beta": beta, "calibration": calibration, "loss_network": net_label},
+                       columns=lambda: {"lr": scheduler.get_last_lr()[0]}, progress=progress, stop_at=stop_at,
+                       desc=f"{config.method}/{config.loss}", device=device)
     if rank == 0:
         norms = recalibrate_batch_norm(model, content, style, config, SCALE_SETTINGS[config.scale]["norm_batches"], device)
         _finish(folder, config, model, beta, calibration, seconds, data_label, net_label,

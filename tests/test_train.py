@@ -102,7 +102,8 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tmp_path):
     _wait_for_steps(tmp_path, 3, process)
     process.kill(); process.communicate()
     step = load_checkpoint(tmp_path / "checkpoint.pt")["step"]
-    assert step % 2 == 0 and step >= 2 and logged_steps(tmp_path)[-1] - step < 2
+    # at most checkpoint_every steps are lost: equal when the kill lands while the next checkpoint is being written
+    assert step % 2 == 0 and step >= 2 and logged_steps(tmp_path)[-1] - step <= 2
     with pytest.raises(TrainingInterrupted):
         train("adain", "classic", "smoke", out=tmp_path, steps=500, checkpoint_every=2, progress=False, resume=True, stop_at=step + 1)
     assert logged_steps(tmp_path) == list(range(1, step + 2))      # the log was cut back to the checkpoint, then went on
