@@ -458,6 +458,29 @@ class TrainingLoop:
         set_rng_state(self.checkpoint["rng"])
         log.info(f"resuming {self.folder} at step {self.start}")
 
+    @staticmethod
+    def finished(folder: str | Path, settings: dict) -> bool:
+        "Whether `folder` holds a finished run (`run.json`) of these settings."
+        done = Path(folder) / "run.json"
+        return done.is_file() and json.loads(done.read_text())["config"] == settings
+
+    def finish(self, weights: dict[str, dict], **summary) -> dict:
+        "Write `weights` ({file: state dict}) atomically to `weights/`, then `run.json`: settings, wall time, final losses, checksums, `summary`."
+        checksums = {}
+        for name, state in weights.items():
+            path = save_atomic({k: v.detach().cpu().contiguous() for k, v in state.items()}, self.folder / "weights" / name)
+            checksums[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        with open(self.folder / "log.csv") as f: rows = list(csv.DictReader(f))
+        tail = rows[-max(1, len(rows) // 10):]                   # the final losses: means over the last 10% of the steps
+        final = {k: float(np.mean([float(r[k]) for r in tail])) for k in rows[-1] if k not in ("step", "lr", "seconds")}
+        run = {"config": self.settings} | summary | {
+            "steps": self.steps, "seconds": round(self.seconds, 1), "final_losses": final, "final_losses_over_steps": len(tail),
+            "weights": checksums, "machine": f"{torch.__version__}, {os.cpu_count()} CPUs"
+            + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")}
+        tmp = self.folder / ".run.json.tmp"
+        tmp.write_text(json.dumps(run, indent=1)); os.replace(tmp, self.folder / "run.json")
+        return run
+
     def save(self, step: int, extra: dict) -> None:
         save_atomic({"step": step, "seconds": self.seconds, "config": self.settings, "rng": rng_state(),
                      "state": {name: obj.state_dict() for name, obj in self.state.items()}} | extra, self.path)
@@ -518,8 +541,8 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     device = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     folder = Path(out) if out else run_dir_for(config)
-    done, settings = folder / "run.json", json.loads(json.dumps(asdict(config)))      # as a checkpoint stores them
-    if resume and done.is_file() and json.loads(done.read_text())["config"] == settings:
+    settings = json.loads(json.dumps(asdict(config)))      # as a checkpoint stores them
+    if resume and TrainingLoop.finished(folder, settings):
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
     loop = TrainingLoop(folder, settings, config.steps, config.checkpoint_every, resume, rank, world)
@@ -566,34 +589,21 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
         optimizer.step(); scheduler.step()
         return terms
 
-    seconds = loop.run(zip(*loaders), step, extra={"beta": beta, "calibration": calibration, "loss_network": net_label},
+    loop.run(zip(*loaders), step, extra={"beta": beta, "calibration": calibration, "loss_network": net_label},
                        columns=lambda: {"lr": scheduler.get_last_lr()[0]}, progress=progress, stop_at=stop_at,
                        desc=f"{config.method}/{config.loss}", device=device)
     if rank == 0:
         norms = recalibrate_batch_norm(model, content, style, config, SCALE_SETTINGS[config.scale]["norm_batches"], device)
-        _finish(folder, config, model, beta, calibration, seconds, data_label, net_label,
+        _finish(loop, config, model, beta, calibration, data_label, net_label,
                 {"layers": norms, "batches": SCALE_SETTINGS[config.scale]["norm_batches"] if norms else 0})
     if world > 1: dist.barrier()
     return folder
 
 # %% ../nbs/15_train.ipynb #ad2391a4
-def _finish(folder: Path, config: RunConfig, model: nn.Module, beta: float, calibration: dict, seconds: float, data: str, net: str,
-            batch_norm: dict):
+def _finish(loop: TrainingLoop, config: RunConfig, model: nn.Module, beta: float, calibration: dict, data: str, net: str, batch_norm: dict):
     "Write `weights/` in the official layouts and `run.json` with β, steps, wall time, the final losses and checksums."
-    checksums = {}
-    for part, state in saved_state(model, config).items():
-        path = save_atomic({k: v.detach().cpu().contiguous() for k, v in state.items()},
-                           folder / "weights" / WEIGHT_FILES[config.method, part])
-        checksums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    with open(folder / "log.csv") as f: rows = list(csv.DictReader(f))
-    tail = rows[-max(1, len(rows) // 10):]
-    final = {k: float(np.mean([float(r[k]) for r in tail])) for k in rows[-1] if k not in ("step", "lr", "seconds")}
-    run = {"config": asdict(config), "digest": config.digest(), "beta": beta, "calibration": calibration, "steps": config.steps,
-           "seconds": round(seconds, 1), "final_losses": final, "final_losses_over_steps": len(tail), "data": data,
-           "loss_network": net, "batch_norm_recalibrated": batch_norm, "weights": checksums, "machine": f"{torch.__version__}, {os.cpu_count()} CPUs"
-           + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")}
-    tmp = folder / ".run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1)); os.replace(tmp, folder / "run.json")
+    loop.finish({WEIGHT_FILES[config.method, part]: state for part, state in saved_state(model, config).items()},
+                digest=config.digest(), beta=beta, calibration=calibration, data=data, loss_network=net, batch_norm_recalibrated=batch_norm)
 
 # %% ../nbs/15_train.ipynb #16b4cd86
 def load_trained(folder: str | Path) -> StyleTransfer:
