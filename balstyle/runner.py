@@ -22,8 +22,8 @@ from .core import figures_dir, get_logger, project_root
 log = get_logger("runner")
 
 # %% auto #0
-__all__ = ['log', 'SCALES', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index', 'Outcome',
-           'run_notebook', 'runs_dir', 'reproduce', 'study_status']
+__all__ = ['log', 'SCALES', 'STUDIES', 'Study', 'studies_dir', 'machine', 'image_grid', 'save_figure', 'save_table',
+           'write_index', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -46,6 +46,9 @@ def studies_dir() -> Path: return project_root() / "nbs" / "studies"
 # %% ../nbs/04_runner.ipynb #a535d516
 _STUDY3_COMMON = dict(arch="vgg16", seed=0)
 _AST_METHODS = ("magenta", "adain", "linear", "sanet")    # Table 4's order
+_SPACE = dict(data=None, seed=0)                          # paper B: the procedural portraits unless `data` names a folder of faces
+_space = lambda **sizes: {"smoke": dict(_SPACE, **{k: v[0] for k, v in sizes.items()}),
+                          "cpu": dict(_SPACE, **{k: v[1] for k, v in sizes.items()}), "paper": dict(_SPACE, **{k: v[1] for k, v in sizes.items()})}
 STUDIES = {s.name: s for s in [
     Study("study3", "study3_loss_vs_supremum.ipynb",
           "Paper A, Study III (Figure 4): each layer's classic style loss against its supremum; Pearson r and slope",
@@ -71,6 +74,21 @@ STUDIES = {s.name: s for s in [
               "paper": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
                             loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0),
           }),
+    Study("stylespace_fig1", "stylespace_fig1_metric.ipynb",
+          "Paper B, Figure 1: nearest-artist accuracy and eq 10's variance ratio by style dimensions, metric learning vs classifier vs pairwise",
+          presets=_space()),
+    Study("stylespace_fig2", "stylespace_fig2_grid.ipynb", "Paper B, Figure 2: GAN samples, rows sharing content, columns sharing style",
+          presets=_space(n_styles=(4, 6), n_contents=(3, 5))),
+    Study("stylespace_fig3", "stylespace_fig3_styles.ipynb", "Paper B, Figure 3: random styles for one content; bilinear interpolation of styles",
+          presets=_space(n_random=(6, 12), n_interp=(3, 5))),
+    Study("stylespace_fig4_5", "stylespace_fig4_5_dimensions.ipynb",
+          "Paper B, Figures 4 and 5: one style dimension swept to −5, 0, 5, beside training images ranked along it",
+          presets=_space(n_codes=(2, 3), n_ranked=(2, 4))),
+    Study("stylespace_fig6_7", "stylespace_fig6_7_transfer.ipynb", "Paper B, Figures 6 and 7: reconstructions and style transfer",
+          presets=_space(n_pairs=(2, 6))),
+    Study("stylespace_ground_truth", "stylespace_ground_truth.ipynb",
+          "Beyond paper B: learned style dimensions against the portraits' true factors; artist leak into the content code (linear probe)",
+          presets=_space()),
 ]}
 
 # %% ../nbs/04_runner.ipynb #75a0b76f
@@ -98,6 +116,20 @@ def _check_scale(scale: str):
     if scale not in SCALES: raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
 
 # %% ../nbs/04_runner.ipynb #273f581a
+def image_grid(images, rows: int, cols: int, row_labels=None, col_labels=None, tile: float = 1.3, title: str = ""):
+    "A matplotlib figure of `images` (row-major; H×W×3 arrays or 3×H×W tensors in [0, 1]) in a rows × cols grid, with optional labels."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * tile + (1.6 if row_labels else 0), rows * tile + (0.3 if title else 0)), squeeze=False)
+    for ax in axes.flat: ax.set_xticks([]); ax.set_yticks([]); ax.set_frame_on(False)
+    for ax, image in zip(axes.flat, images):
+        if isinstance(image, torch.Tensor): image = image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+        ax.imshow(image); ax.set_frame_on(True)
+    for r, label in enumerate(row_labels or []): axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    for c, label in enumerate(col_labels or []): axes[0, c].set_title(label, fontsize=7)
+    if title: fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return fig
+
 def save_figure(fig, name: str, *, scale: str, weights: str, data: str, title: str = "") -> Path:
     "Save `fig` as `figures/<name>_<scale>.png`, labelled with scale, data and weights, and record its provenance."
     _check_scale(scale)

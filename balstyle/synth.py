@@ -22,6 +22,7 @@ from .core import cache_dir, get_logger
 from .data import bundled_photos, jittered_crop
 from .painters import make_painters, paint
 from .portraits import render_portrait, sample_artist, sample_content, sample_style
+from .runner import image_grid
 from .textures import TEXTURE_CATEGORIES, texture
 
 log = get_logger("synth")
@@ -254,28 +255,18 @@ def synth_dataset(name: str, scale: str = "cpu", seed: int = 0, root: str | Path
     return folder
 
 # %% ../nbs/09_synth.ipynb #59158ddb
-def _grid(images, rows: int, cols: int, row_labels=None, col_labels=None, tile: float = 1.3):
-    "A matplotlib figure showing `images` (row-major) in a rows × cols grid with optional labels."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * tile + (1.6 if row_labels else 0), rows * tile), squeeze=False)
-    for ax, image in zip(axes.flat, images): ax.imshow(image); ax.set_xticks([]); ax.set_yticks([])
-    for r, label in enumerate(row_labels or []): axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    for c, label in enumerate(col_labels or []): axes[0, c].set_title(label, fontsize=7)
-    fig.tight_layout(pad=0.3)
-    return fig
-
 def painter_gallery(n_painters: int = 8, works: int = 5, size: int = 160, seed: int = 0):
     "Several works (different content) by each of the first `n_painters` of the 32-painter set of `seed`."
     painters = make_painters(32, seed)[:n_painters]
     contents = [content_image(size, item_rng(seed + 1, "content", 2, j))[1] for j in range(works)]
     images = [paint(c, p, item_rng(seed, "painters", a, j)) for a, p in enumerate(painters) for j, c in enumerate(contents)]
     labels = [f"{p['name']}\n{p['palette_family']}, {p['orientation']}\noutline {p['outline']}, {p['texture']}" for p in painters]
-    return _grid(images, n_painters, works, labels)
+    return image_grid(images, n_painters, works, labels)
 
 def texture_gallery(per_category: int = 6, size: int = 96, seed: int = 0):
     "A row of `per_category` samples for every texture category."
     images = [texture(c, size, item_rng(seed, "textures", k, i)) for k, c in enumerate(TEXTURE_CATEGORIES) for i in range(per_category)]
-    return _grid(images, len(TEXTURE_CATEGORIES), per_category, list(TEXTURE_CATEGORIES), tile=1.0)
+    return image_grid(images, len(TEXTURE_CATEGORIES), per_category, list(TEXTURE_CATEGORIES), tile=1.0)
 
 def portrait_gallery(n_artists: int = 8, n_contents: int = 8, size: int = 96, seed: int = 0):
     "Portraits: rows share an artist (each image its own draw of the artist's style), columns share content."
@@ -285,4 +276,4 @@ def portrait_gallery(n_artists: int = 8, n_contents: int = 8, size: int = 96, se
               for a, artist in enumerate(artists) for c, content in enumerate(contents)]
     labels = [f"artist {a}\nlines {m['line_weight']:.1f}, eyes {m['eye_size']:.2f}\nlocks {m['hair_lock_fineness']:.2f}, round {m['face_roundness']:.2f}"
               for a, m in enumerate(x["mean"] for x in artists)]
-    return _grid(images, n_artists, n_contents, labels, [f"content {c}" for c in range(n_contents)], tile=1.1)
+    return image_grid(images, n_artists, n_contents, labels, [f"content {c}" for c in range(n_contents)], tile=1.1)

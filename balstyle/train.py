@@ -578,7 +578,8 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     if world > 1: runner = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if cuda else None)
     if compile: runner = torch.compile(runner)
     loaders = [DataLoader(ds, batch_sampler=StepBatches(loop.start, config.steps, config.batch_size, len(ds), config.seed, stream, rank, world),
-                          num_workers=workers, pin_memory=cuda) for stream, ds in ((0, content), (1, style))]
+                          num_workers=workers, pin_memory=cuda, generator=torch.Generator().manual_seed(config.seed + stream))
+               for stream, ds in ((0, content), (1, style))]        # the loaders' own seed draws leave the global RNG to the steps
 
     def step(batch) -> dict:
         c, s = (x.to(device, non_blocking=True) for x in batch)

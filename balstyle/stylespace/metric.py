@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['nested_dropout_weights', 'prefix_sq_distances', 'nested_expectation', 'StyleMetricLoss', 'pairwise_style_loss',
-           'variance_ratio']
+__all__ = ['nested_dropout_weights', 'prefix_sq_distances', 'nested_expectation', 'initial_log_scales', 'StyleMetricLoss',
+           'pairwise_style_loss', 'variance_ratio']
 
 # %% ../../nbs/21_stylespace_metric.ipynb #179d96d5
 def nested_dropout_weights(dims: int, t: float = 0.995) -> torch.Tensor:
@@ -31,18 +31,20 @@ def nested_expectation(sq_distances: torch.Tensor, scales: torch.Tensor, loss: s
     return values @ nested_dropout_weights(sq_distances.shape[-1], t).to(values)
 
 # %% ../../nbs/21_stylespace_metric.ipynb #67c4429f
+def initial_log_scales(dims: int) -> torch.Tensor:
+    "log h_d = −½ log d: for codes of unit variance, h_d‖x[d] − y[d]‖ starts near √2 at every prefix length d."
+    return -0.5 * torch.arange(1, dims + 1, dtype=torch.float32).log()
+
 class StyleMetricLoss(nn.Module):
     "Eq 2 with eq 3's nested dropout: learned representative styles `s` (artists × D) and prefix scales h_d."
     def __init__(self, artist_counts, dims: int, t: float = 0.995):
         super().__init__()
         counts = torch.as_tensor(artist_counts, dtype=torch.float64)
         if (counts <= 0).any(): raise ValueError("every artist needs at least one work")
-        self.register_buffer("counts", counts.float())
-        self.same_norm = float((counts ** 2).sum())                            # Σ_i |X_i|²
-        self.diff_norm = float(counts.sum() ** 2 - (counts ** 2).sum())        # Σ_{i≠j} |X_i||X_j|
-        self.styles = nn.Parameter(torch.randn(len(counts), dims) * 0.1)
-        self.log_scales = nn.Parameter(torch.zeros(dims))
-        self.t, self.total = t, float(counts.sum())
+        self.register_buffer("counts", counts.float())                        # |X_i|: a buffer, so a loaded state brings its own
+        self.styles = nn.Parameter(torch.randn(len(counts), dims))
+        self.log_scales = nn.Parameter(initial_log_scales(dims))
+        self.t = t
 
     @property
     def scales(self) -> torch.Tensor: return self.log_scales.exp()
@@ -53,9 +55,11 @@ class StyleMetricLoss(nn.Module):
         same = nested_expectation(sq, self.scales, "same", self.t)                           # (B, artists)
         diff = nested_expectation(sq, self.scales, "diff", self.t)
         own = nn.functional.one_hot(artists, len(self.counts)).bool()
-        same_term = (self.counts[artists] * same[own]).sum() / self.same_norm
-        diff_term = (diff * self.counts[None] * ~own).sum() / self.diff_norm
-        return (same_term + diff_term) * self.total / len(codes)
+        c = self.counts.double()
+        same_norm, diff_norm = (c ** 2).sum(), c.sum() ** 2 - (c ** 2).sum()       # Σ_i |X_i|², Σ_{i≠j} |X_i||X_j|
+        same_term = (self.counts[artists] * same[own]).sum() / same_norm.float()
+        diff_term = (diff * self.counts[None] * ~own).sum() / diff_norm.float()
+        return (same_term + diff_term) * self.counts.sum() / len(codes)
 
     @torch.no_grad()
     def classify(self, codes: torch.Tensor, dims: int | None = None) -> torch.Tensor:

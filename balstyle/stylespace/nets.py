@@ -14,7 +14,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['LAB_SCALE', 'TABLE1', 'rgb_to_lab', 'lab_to_rgb', 'WNConv2d', 'WNConvTranspose2d', 'WNLinear', 'TPReLU', 'WNAdd',
-           'ResidualBlock', 'ResidualBlockUp', 'LevelEncoder', 'LevelGenerator', 'table1_encoder', 'table1_generator']
+           'ResidualBlock', 'ResidualBlockUp', 'LevelEncoder', 'LevelGenerator', 'table1_encoder', 'table1_generator',
+           'init_from_data']
 
 # %% ../../nbs/20_stylespace_nets.ipynb #3f00d94e
 LAB_SCALE = (50.0, 110.0, 110.0)   # L/50 − 1, a/110, b/110: our scaling (the paper gives none)
@@ -33,6 +34,10 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 def _unit(weight: torch.Tensor, dims: tuple, divide: float = 1.0) -> torch.Tensor:
     return weight / (weight.pow(2).sum(dims, keepdim=True).div(divide).sqrt() + 1e-8)
 
+def _direction(*shape: int, fan_in: int) -> torch.Tensor:
+    "An initial weight whose elements are uniform in ±1/√fan_in, as PyTorch's own layers (only its direction is used)."
+    return torch.empty(shape).uniform_(-fan_in ** -0.5, fan_in ** -0.5)
+
 class _Affine(nn.Module):
     "An optional per-channel scale (init 1) and bias (init 0), after a weight-normalised layer."
     def _init_affine(self, channels: int, affine: bool, shape: tuple):
@@ -45,7 +50,7 @@ class WNConv2d(_Affine):
     "A convolution whose every output filter has unit L2 norm (strict weight norm); `affine` adds scale and bias."
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, affine: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(_direction(out_channels, in_channels, kernel_size, kernel_size, fan_in=in_channels * kernel_size ** 2))
         self.stride, self.padding = stride, padding
         self._init_affine(out_channels, affine, (1, -1, 1, 1))
     def normalised_weight(self): return _unit(self.weight, (1, 2, 3))
@@ -55,7 +60,7 @@ class WNConvTranspose2d(_Affine):
     "A transposed convolution with unit-norm filters, the norm divided by √(stride²) (each output sees 1/stride² of the taps)."
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, affine: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(_direction(in_channels, out_channels, kernel_size, kernel_size, fan_in=in_channels * kernel_size ** 2))
         self.stride, self.padding = stride, padding
         self._init_affine(out_channels, affine, (1, -1, 1, 1))
     def normalised_weight(self): return _unit(self.weight, (0, 2, 3), self.stride ** 2)
@@ -65,7 +70,7 @@ class WNLinear(_Affine):
     "A linear layer whose every output row has unit L2 norm; `affine` adds scale and bias."
     def __init__(self, in_features: int, out_features: int, affine: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.weight = nn.Parameter(_direction(out_features, in_features, fan_in=in_features))
         self._init_affine(out_features, affine, (1, -1))
     def normalised_weight(self): return _unit(self.weight, (1,))
     def forward(self, x): return self._apply_affine(F.linear(x, self.normalised_weight()))
@@ -162,3 +167,12 @@ def table1_encoder(name: str, out_features: int, image_size: int) -> LevelEncode
 def table1_generator(name: str, in_features: int, image_size: int) -> LevelGenerator:
     "G or Dec with Table 1's levels, features and blocks."
     return LevelGenerator(in_features, *TABLE1[name], image_size)
+
+# %% ../../nbs/20_stylespace_nets.ipynb #a8decc40
+@torch.no_grad()
+def init_from_data(encoder: LevelEncoder, images: torch.Tensor) -> LevelEncoder:
+    "Set the encoder's output scale and bias so its outputs on `images` have zero mean and unit variance per dimension."
+    y = encoder(images)
+    mean, std = y.mean(0), y.std(0).clamp_min(1e-8)
+    encoder.head.scale.div_(std); encoder.head.bias.sub_(mean).div_(std)        # y' = (y − mean) / std
+    return encoder
