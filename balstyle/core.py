@@ -5,6 +5,8 @@
 # %% ../nbs/00_core.ipynb #5fae9a07
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import logging
 import os
@@ -15,7 +17,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['project_root', 'figures_dir', 'cache_dir', 'get_logger', 'WeightsMismatchError', 'read_state_dict', 'load_weights']
+__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'WeightsMismatchError', 'read_state_dict',
+           'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
 def project_root() -> Path:
@@ -31,6 +34,17 @@ def figures_dir() -> Path:
 def cache_dir() -> Path:
     "Where generated data sets and trained models are cached (`BALSTYLE_CACHE`, else `data/cache/`)."
     return Path(os.environ.get("BALSTYLE_CACHE", project_root() / "data" / "cache"))
+
+# %% ../nbs/00_core.ipynb #d36c3d6e
+@contextlib.contextmanager
+def exclusive(path: str | Path):
+    "Hold an exclusive lock on the file `path` (made if missing) while the block runs; other holders wait."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #b7770e08
 def get_logger(name: str) -> logging.Logger:

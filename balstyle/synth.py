@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torchvision.transforms.v2 import functional as TF
 
-from .core import cache_dir, get_logger
+from .core import cache_dir, exclusive, get_logger
 from .data import bundled_photos, jittered_crop
 from .painters import make_painters, paint
 from .portraits import render_portrait, sample_artist, sample_content, sample_style
@@ -234,25 +234,26 @@ def synth_dataset(name: str, scale: str = "cpu", seed: int = 0, root: str | Path
     sizes = SYNTH_SCALES[name][scale]
     folder = Path(root or cache_dir() / "synth") / f"{name}_{scale}_seed{seed}_v{SYNTH_VERSION}"
     wanted = dict(name=name, scale=scale, seed=seed, version=SYNTH_VERSION, sizes=sizes)
-    manifest = folder / "manifest.json"
-    if not force and manifest.is_file() and {k: v for k, v in json.loads(manifest.read_text()).items() if k in wanted} == wanted:
-        return folder
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    log.info(f"making the procedural {name} set at {scale} scale in {folder}")
-    start = time.perf_counter()
-    try: count = WRITERS[name](tmp, seed, **sizes)
-    except BaseException:
+    with exclusive(folder.with_name(f".{folder.name}.lock")):      # one maker at a time; the others then reuse its set
+        manifest = folder / "manifest.json"
+        if not force and manifest.is_file() and {k: v for k, v in json.loads(manifest.read_text()).items() if k in wanted} == wanted:
+            return folder
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    seconds = time.perf_counter() - start
-    (tmp / "manifest.json").write_text(json.dumps(wanted | dict(images=count, seconds=round(seconds, 2),
-                                                               images_per_second=round(count / seconds, 1)), indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    log.info(f"{name}: {count} images in {seconds:.1f} s ({count / seconds:.1f} images/s)")
-    return folder
+        tmp.mkdir(parents=True)
+        log.info(f"making the procedural {name} set at {scale} scale in {folder}")
+        start = time.perf_counter()
+        try: count = WRITERS[name](tmp, seed, **sizes)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        seconds = time.perf_counter() - start
+        (tmp / "manifest.json").write_text(json.dumps(wanted | dict(images=count, seconds=round(seconds, 2),
+                                                                   images_per_second=round(count / seconds, 1)), indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        log.info(f"{name}: {count} images in {seconds:.1f} s ({count / seconds:.1f} images/s)")
+        return folder
 
 # %% ../nbs/09_synth.ipynb #59158ddb
 def painter_gallery(n_painters: int = 8, works: int = 5, size: int = 160, seed: int = 0):
