@@ -83,7 +83,7 @@ STUDIES = {s.name: s for s in [
           presets=_space(n_random=(6, 12), n_interp=(3, 5))),
     Study("stylespace_fig4_5", "stylespace_fig4_5_dimensions.ipynb",
           "Paper B, Figures 4 and 5: one style dimension swept to −5, 0, 5, beside training images ranked along it",
-          presets=_space(n_codes=(2, 3), n_ranked=(2, 4))),
+          presets=_space(dims=(None, None), n_codes=(2, 3), n_ranked=(2, 4))),
     Study("stylespace_fig6_7", "stylespace_fig6_7_transfer.ipynb", "Paper B, Figures 6 and 7: reconstructions and style transfer",
           presets=_space(n_pairs=(2, 6))),
     Study("stylespace_ground_truth", "stylespace_ground_truth.ipynb",
