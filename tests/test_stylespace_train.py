@@ -13,17 +13,7 @@ from balstyle.stylespace.metric import nested_dropout_weights
 from balstyle.stylespace.train import (NestedArtistClassifier, load_stage, portraits, space_config, style_space,
                                        train_space)
 from balstyle.train import TrainingInterrupted, load_checkpoint
-
-
-def stage_weights(folder: Path) -> dict:
-    return {f.name: torch.load(f, weights_only=True) for f in sorted((folder / "weights").glob("*.pt"))}
-
-
-def assert_same(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert a[name].keys() == b[name].keys()
-        for k in a[name]: assert torch.equal(a[name][k], b[name][k]), (name, k)
+from test_train import assert_same_weights, weights
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +36,7 @@ def test_resume_after_an_interruption_is_bit_identical(smoke_runs, tmp_path, mon
         train_space(config, out=tmp_path / "part", progress=False, stop_at=2)
     assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["step"] == 2
     part = train_space(config, out=tmp_path / "part", progress=False, resume=True)
-    assert_same(stage_weights(whole), stage_weights(part))
+    assert_same_weights(weights(whole), weights(part))
     summary = lambda f: {k: v for k, v in json.loads((f / "run.json").read_text()).items() if k not in ("seconds", "weights")}
     assert summary(whole) == summary(part)                     # same final losses, evaluation and pruned size
 

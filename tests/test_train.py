@@ -22,7 +22,8 @@ BIN = Path(sys.executable).parent
 
 
 def weights(folder: Path) -> dict:
-    return {f.name: torch.load(f, weights_only=True) for f in sorted((folder / "weights").glob("*.pth"))}
+    "Every weight file of a finished run (`.pth` of the AST trainer, `.pt` of paper B's stages)."
+    return {f.name: torch.load(f, weights_only=True) for f in sorted((folder / "weights").glob("*.pt*"))}
 
 
 def assert_same_weights(a: dict, b: dict):
