@@ -43,11 +43,12 @@ from .models.sanet import SANet
 from .synth import SYNTH_VERSION, synth_dataset
 
 # %% auto #0
-__all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'CPU_BUDGET', 'MODEL_CLASSES', 'WEIGHT_FILES',
-           'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches', 'TrainingCrops', 'training_images',
-           'total_variation', 'method_terms', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm',
-           'load_decoder', 'build_model', 'trainable_state', 'saved_state', 'save_atomic', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'TrainingLoop', 'train', 'train_config',
+__all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'CPU_BUDGET', 'LATER_FIELDS', 'TRANSFORM_INITS',
+           'MODEL_CLASSES', 'WEIGHT_FILES', 'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches',
+           'TrainingCrops', 'training_images', 'total_variation', 'method_terms', 'Objective', 'TrainingStep',
+           'calibrate_beta', 'recalibrate_batch_norm', 'load_decoder', 'build_model', 'trainable_state', 'saved_state',
+           'content_principal_directions', 'identity_transform', 'save_atomic', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'TrainingLoop', 'train', 'train_config',
            'load_trained', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
@@ -97,20 +98,24 @@ LOSSES = ("classic", "balanced")
 # %% ../nbs/15_train.ipynb #6a30c19e
 SCALE_SETTINGS = {
     "smoke": dict(steps=2, batch_size=2, image_size=64, load_size=72, lr_scale=1.0, calibration_batches=1,
-                  checkpoint_every=1, warm_decoder=False, norm_batches=2),
+                  checkpoint_every=1, warm_decoder=False, norm_batches=2, transform_init="reference"),
     "cpu": dict(steps=None, batch_size=4, image_size=128, load_size=160, lr_scale=None, calibration_batches=4,
-                checkpoint_every=50, warm_decoder=True, norm_batches=25),
+                checkpoint_every=50, warm_decoder=True, norm_batches=25, transform_init="reference"),
     "paper": dict(steps=None, batch_size=None, image_size=None, load_size=None, lr_scale=1.0, calibration_batches=10,
-                  checkpoint_every=1000, warm_decoder=False, norm_batches=200),
+                  checkpoint_every=1000, warm_decoder=False, norm_batches=200, transform_init="reference"),
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and any batch or crop that differs from "cpu" above
     "linear_decoder": dict(steps=1500, lr_scale=1.0, batch_size=8, image_size=64, load_size=80),
-    "adain": dict(steps=150, lr_scale=1.0), "linear": dict(steps=150, lr_scale=5.0), "sanet": dict(steps=60, lr_scale=1.0),
+    "adain": dict(steps=150, lr_scale=1.0), "linear": dict(steps=150, lr_scale=5.0, transform_init="identity"),
+    "sanet": dict(steps=60, lr_scale=1.0, transform_init="identity"),
     "magenta": dict(steps=150, lr_scale=100.0),
 }
 
 # %% ../nbs/15_train.ipynb #aa95c50f
+LATER_FIELDS = {"transform_init": "reference"}   # fields added after runs were cached: at their default they keep old names
+TRANSFORM_INITS = ("reference", "identity")
+
 @dataclass(frozen=True)
 class RunConfig:
     "Everything that determines a training run; its hash names the run and guards `resume`."
@@ -133,10 +138,16 @@ class RunConfig:
     style_data: str
     loss_network: str
     seed: int = 0
+    transform_init: str = "reference"    # or "identity": SANet's and LinearTransfer's transformation start near the identity
+
+    def settings(self) -> dict:
+        "The fields as a checkpoint and `run.json` store them; a field added later is left out at its default."
+        d = {k: v for k, v in asdict(self).items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+        return json.loads(json.dumps(d))
 
     def digest(self) -> str:
-        "A short hash of everything but `checkpoint_every` (how often to save does not change the result)."
-        d = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
+        "A short hash of the settings but `checkpoint_every` (how often to save does not change the result)."
+        d = {k: v for k, v in self.settings().items() if k != "checkpoint_every"}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_data: str | None = None,
@@ -157,10 +168,16 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   load_size=s["load_size"] or recipe.load_size, flip=recipe.flip, content_weight=recipe.content_weight,
                   extra_weights=dict(recipe.extra_weights), calibration_batches=s["calibration_batches"],
                   checkpoint_every=s["checkpoint_every"], decoder_init="reconstruction" if warm or method == "linear" else None,
-                  content_data=content_data or SYNTH_DATA, style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed)
+                  content_data=content_data or SYNTH_DATA, style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed,
+                  transform_init=s["transform_init"])
     unknown = sorted(set(overrides) - set(config))
     if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
-    return RunConfig(**(config | overrides))
+    config |= overrides
+    if config["transform_init"] not in TRANSFORM_INITS:
+        raise ValueError(f"transform_init must be one of {TRANSFORM_INITS}, not {config['transform_init']!r}")
+    if config["transform_init"] == "identity" and method not in ("sanet", "linear"):
+        raise ValueError(f"transform_init='identity' is for sanet and linear (their transformation modules); {method} has none")
+    return RunConfig(**config)
 
 # %% ../nbs/15_train.ipynb #e438c9bc
 @lru_cache(maxsize=8)
@@ -333,6 +350,35 @@ def saved_state(model: nn.Module, config: RunConfig) -> dict:
     parts = trainable_state(model, config.method)
     if config.decoder_init and "decoder" not in parts: parts["decoder"] = model.decoder.state_dict()
     return parts
+
+# %% ../nbs/15_train.ipynb #80f1187a
+def _sanet_identity(transform: nn.Module):
+    "SANet: zero `out_conv` in both attention modules, Dirac `merge_conv`: T(F_c, F_s) = F_c⁴ + up(F_c⁵)."
+    for module in (transform.sanet4_1, transform.sanet5_1): nn.init.zeros_(module.out_conv.weight); nn.init.zeros_(module.out_conv.bias)
+    nn.init.dirac_(transform.merge_conv.weight); nn.init.zeros_(transform.merge_conv.bias)
+
+def content_principal_directions(encoder: nn.Module, images: torch.Tensor, k: int) -> torch.Tensor:
+    "The first `k` principal directions (C, k) of the encoder's centred features of `images`, pooled over images and positions."
+    f = encoder(images)
+    f = (f - f.mean((2, 3), keepdim=True)).transpose(0, 1).flatten(1)             # (C, B·H·W)
+    return torch.linalg.svd(f, full_matrices=False).U[:, :k]
+
+def _linear_identity(model: LinearTransfer, images: torch.Tensor):
+    "LinearTransfer: compress = Uᵀ, unzip = U (content's principal directions), both covariance networks output I."
+    t = model.transform
+    u = content_principal_directions(model.encoder, images, t.compress.out_channels)
+    t.compress.weight.copy_(u.T[:, :, None, None]); nn.init.zeros_(t.compress.bias)
+    t.unzip.weight.copy_(u[:, :, None, None]); nn.init.zeros_(t.unzip.bias)
+    for net in (t.cnet, t.snet): nn.init.zeros_(net.fc.weight); net.fc.bias.copy_(torch.eye(net.matrix_size).flatten())
+
+@torch.no_grad()
+def identity_transform(model: StyleTransfer, method: str, content: Dataset, seed: int = 0, images: int = 16) -> StyleTransfer:
+    "Start SANet's or LinearTransfer's transformation near the identity (LinearTransfer's from `images` content crops)."
+    if method == "sanet": _sanet_identity(model.transform)
+    elif method == "linear":
+        _linear_identity(model, torch.stack([content[k] for k in batch_keys(0, images, len(content), seed, stream=12)]))
+    else: raise ValueError(f"identity_transform is for sanet and linear, not {method!r}")
+    return model
 
 # %% ../nbs/15_train.ipynb #a80b5992
 def save_atomic(obj, path: str | Path) -> Path:
@@ -541,7 +587,7 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     device = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     folder = Path(out) if out else run_dir_for(config)
-    settings = json.loads(json.dumps(asdict(config)))      # as a checkpoint stores them
+    settings = config.settings()
     if resume and TrainingLoop.finished(folder, settings):
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
@@ -554,6 +600,7 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     loss_net = loss_network("vgg16", config.loss_network, tuple(dict.fromkeys((*PAPER_STYLE_LAYERS, PAPER_CONTENT_LAYER))))
     net_label = f"{loss_net.arch} ({loss_net.weights})" + ("" if loss_net.arch == "vgg16" else ", standing in for vgg16")
     model = build_model(config, decoder_state)
+    if config.transform_init == "identity": identity_transform(model, config.method, content, config.seed)
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
     step_module = TrainingStep(config.method, model, objective).to(device)
     if cuda: step_module = step_module.to(memory_format=torch.channels_last)
