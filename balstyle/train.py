@@ -108,7 +108,7 @@ SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a ne
 CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and any batch or crop that differs from "cpu" above
     "linear_decoder": dict(steps=1500, lr_scale=1.0, batch_size=8, image_size=64, load_size=80),
     "adain": dict(steps=150, lr_scale=1.0), "linear": dict(steps=150, lr_scale=5.0, transform_init="identity"),
-    "sanet": dict(steps=60, lr_scale=1.0, transform_init="identity"),
+    "sanet": dict(steps=80, lr_scale=1.0, transform_init="identity"),
     "magenta": dict(steps=150, lr_scale=100.0),
 }
 
