@@ -44,11 +44,11 @@ from .synth import SYNTH_VERSION, synth_dataset
 
 # %% auto #0
 __all__ = ['log', 'RECIPES', 'METHODS', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'CPU_BUDGET', 'LATER_FIELDS', 'TRANSFORM_INITS',
-           'MODEL_CLASSES', 'WEIGHT_FILES', 'Recipe', 'RunConfig', 'run_config', 'batch_keys', 'StepBatches',
-           'TrainingCrops', 'training_images', 'total_variation', 'method_terms', 'Objective', 'TrainingStep',
-           'calibrate_beta', 'recalibrate_batch_norm', 'load_decoder', 'build_model', 'trainable_state', 'saved_state',
-           'content_principal_directions', 'identity_transform', 'save_atomic', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'TrainingLoop', 'train', 'train_config',
+           'IDENTITY_METHODS', 'MODEL_CLASSES', 'WEIGHT_FILES', 'Recipe', 'RunConfig', 'run_config', 'batch_keys',
+           'StepBatches', 'TrainingCrops', 'training_images', 'total_variation', 'method_terms', 'Objective',
+           'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm', 'load_decoder', 'build_model', 'trainable_state',
+           'saved_state', 'content_principal_directions', 'identity_transform', 'save_atomic', 'load_checkpoint',
+           'rng_state', 'set_rng_state', 'TrainingInterrupted', 'run_dir_for', 'TrainingLoop', 'train', 'train_config',
            'load_trained', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../nbs/15_train.ipynb #c50cff8b
@@ -98,11 +98,11 @@ LOSSES = ("classic", "balanced")
 # %% ../nbs/15_train.ipynb #6a30c19e
 SCALE_SETTINGS = {
     "smoke": dict(steps=2, batch_size=2, image_size=64, load_size=72, lr_scale=1.0, calibration_batches=1,
-                  checkpoint_every=1, warm_decoder=False, norm_batches=2, transform_init="reference"),
+                  checkpoint_every=1, warm_decoder=False, norm_batches=2),
     "cpu": dict(steps=None, batch_size=4, image_size=128, load_size=160, lr_scale=None, calibration_batches=4,
-                checkpoint_every=50, warm_decoder=True, norm_batches=25, transform_init="reference"),
+                checkpoint_every=50, warm_decoder=True, norm_batches=25),
     "paper": dict(steps=None, batch_size=None, image_size=None, load_size=None, lr_scale=1.0, calibration_batches=10,
-                  checkpoint_every=1000, warm_decoder=False, norm_batches=200, transform_init="reference"),
+                  checkpoint_every=1000, warm_decoder=False, norm_batches=200),
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and any batch or crop that differs from "cpu" above
@@ -115,6 +115,7 @@ CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and
 # %% ../nbs/15_train.ipynb #aa95c50f
 LATER_FIELDS = {"transform_init": "reference"}   # fields added after runs were cached: at their default they keep old names
 TRANSFORM_INITS = ("reference", "identity")
+IDENTITY_METHODS = ("sanet", "linear")          # the methods whose transformation module can start as the identity
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -169,14 +170,14 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   extra_weights=dict(recipe.extra_weights), calibration_batches=s["calibration_batches"],
                   checkpoint_every=s["checkpoint_every"], decoder_init="reconstruction" if warm or method == "linear" else None,
                   content_data=content_data or SYNTH_DATA, style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed,
-                  transform_init=s["transform_init"])
+                  transform_init=s.get("transform_init", LATER_FIELDS["transform_init"]))
     unknown = sorted(set(overrides) - set(config))
     if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
     config |= overrides
     if config["transform_init"] not in TRANSFORM_INITS:
         raise ValueError(f"transform_init must be one of {TRANSFORM_INITS}, not {config['transform_init']!r}")
-    if config["transform_init"] == "identity" and method not in ("sanet", "linear"):
-        raise ValueError(f"transform_init='identity' is for sanet and linear (their transformation modules); {method} has none")
+    if config["transform_init"] == "identity" and method not in IDENTITY_METHODS:
+        raise ValueError(f"transform_init='identity' is for {' and '.join(IDENTITY_METHODS)} (their transformation modules); {method} has none")
     return RunConfig(**config)
 
 # %% ../nbs/15_train.ipynb #e438c9bc
@@ -374,10 +375,10 @@ def _linear_identity(model: LinearTransfer, images: torch.Tensor):
 @torch.no_grad()
 def identity_transform(model: StyleTransfer, method: str, content: Dataset, seed: int = 0, images: int = 16) -> StyleTransfer:
     "Start SANet's or LinearTransfer's transformation near the identity (LinearTransfer's from `images` content crops)."
+    if method not in IDENTITY_METHODS: raise ValueError(f"identity_transform is for {' and '.join(IDENTITY_METHODS)}, not {method!r}")
     if method == "sanet": _sanet_identity(model.transform)
-    elif method == "linear":
+    else:
         _linear_identity(model, torch.stack([content[k] for k in batch_keys(0, images, len(content), seed, stream=12)]))
-    else: raise ValueError(f"identity_transform is for sanet and linear, not {method!r}")
     return model
 
 # %% ../nbs/15_train.ipynb #a80b5992
@@ -600,7 +601,8 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     loss_net = loss_network("vgg16", config.loss_network, tuple(dict.fromkeys((*PAPER_STYLE_LAYERS, PAPER_CONTENT_LAYER))))
     net_label = f"{loss_net.arch} ({loss_net.weights})" + ("" if loss_net.arch == "vgg16" else ", standing in for vgg16")
     model = build_model(config, decoder_state)
-    if config.transform_init == "identity": identity_transform(model, config.method, content, config.seed)
+    if config.transform_init == "identity" and loop.checkpoint is None:   # a resumed run loads its weights instead
+        identity_transform(model, config.method, content, config.seed)
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
     step_module = TrainingStep(config.method, model, objective).to(device)
     if cuda: step_module = step_module.to(memory_format=torch.channels_last)
