@@ -109,7 +109,7 @@ CPU_BUDGET = {   # per method at `cpu` scale: steps, learning-rate multiple, and
     "linear_decoder": dict(steps=1500, lr_scale=1.0, batch_size=8, image_size=64, load_size=80),
     "adain": dict(steps=150, lr_scale=1.0), "linear": dict(steps=150, lr_scale=5.0, transform_init="identity"),
     "sanet": dict(steps=80, lr_scale=1.0, transform_init="identity"),
-    "magenta": dict(steps=150, lr_scale=100.0),
+    "magenta": dict(steps=150, lr_scale=30.0),
 }
 
 # %% ../nbs/15_train.ipynb #aa95c50f

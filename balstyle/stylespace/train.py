@@ -51,7 +51,7 @@ SPACE_SCALES = {
     "cpu": dict(image_size=64, S=((32, 64, 128, 256), (1, 1, 1, 1)), Enc=((32, 64, 128, 256), (1, 1, 1, 1)),
                 G=((32, 64, 128, 256), (2, 2, 2, 2)), D=((32, 64, 128), (1, 1, 1)), patch=16, hidden=256,
                 style_dims=64, content_dims=64, code_dims=128, lr_scale=10.0, test_split=(0.1, 10), min_works=1,
-                steps=dict(metric=1500, pairwise=400, classifier=1500, vae=2000, gan=3000), checkpoint_every=100),
+                steps=dict(metric=4000, pairwise=400, classifier=4000, vae=2000, gan=3000), checkpoint_every=100),
     "smoke": dict(image_size=32, S=((16, 32), (1, 1)), Enc=((16, 32), (1, 1)), G=((16, 32), (1, 1)), D=((8, 16), (1, 1)), patch=8,
                   hidden=32, style_dims=8, content_dims=8, code_dims=24, lr_scale=10.0, test_split=(0.1, 1), min_works=1,
                   steps=dict(metric=6, pairwise=4, classifier=6, vae=6, gan=4), checkpoint_every=4),
