@@ -70,7 +70,7 @@ STUDIES = {s.name: s for s in [
               "smoke": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
                             loss_weights="default", official={}, grid_pairs=3, grid_size=64, seed=0),
               "cpu": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
-                          loss_weights="default", official={}, grid_pairs=4, grid_size=192, seed=0),
+                          loss_weights="default", official={}, grid_pairs=4, grid_size=128, seed=0),
               "paper": dict(methods=list(_AST_METHODS), losses=["classic", "balanced"], content_data=None, style_data=None,
                             loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0),
           }),
