@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,7 @@ def image_grid(images, rows: int, cols: int, row_labels=None, col_labels=None, t
     for r, label in enumerate(row_labels or []): axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     for c, label in enumerate(col_labels or []): axes[0, c].set_title(label, fontsize=7)
     if title: fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - (0.35 / fig.get_figheight() if title else 0)))   # the title's band stays clear
     return fig
 
 def save_figure(fig, name: str, *, scale: str, weights: str, data: str, title: str = "") -> Path:
@@ -135,7 +136,8 @@ def save_figure(fig, name: str, *, scale: str, weights: str, data: str, title: s
     _check_scale(scale)
     path = figures_dir() / f"{name}_{scale}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.text(0.995, 0.0, f"scale: {scale} · data: {data} · weights: {weights}", ha="right", va="top", fontsize=7, color="0.45")
+    label = textwrap.fill(f"scale: {scale} · data: {data} · weights: {weights}", width=max(60, int(fig.get_figwidth() * 17)))  # 7 pt: ~17 characters an inch
+    fig.text(0.995, 0.0, label, ha="right", va="top", fontsize=7, color="0.45")
     fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
     return _record(path, "figure", scale, weights, data, title)
 
