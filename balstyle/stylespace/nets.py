@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['LAB_SCALE', 'TABLE1', 'rgb_to_lab', 'lab_to_rgb', 'WNConv2d', 'WNConvTranspose2d', 'WNLinear', 'TPReLU', 'WNAdd',
-           'ResidualBlock', 'ResidualBlockUp', 'LevelEncoder', 'LevelGenerator', 'table1_encoder', 'table1_generator',
-           'init_from_data']
+__all__ = ['LAB_SCALE', 'TABLE1', 'RESIDUAL_INITS', 'rgb_to_lab', 'lab_to_rgb', 'WNConv2d', 'WNConvTranspose2d', 'WNLinear',
+           'TPReLU', 'WNAdd', 'ResidualBlock', 'ResidualBlockUp', 'LevelEncoder', 'LevelGenerator', 'table1_encoder',
+           'table1_generator', 'init_from_data']
 
 # %% ../../nbs/20_stylespace_nets.ipynb #3f00d94e
 LAB_SCALE = (50.0, 110.0, 110.0)   # L/50 − 1, a/110, b/110: our scaling (the paper gives none)
@@ -87,10 +87,11 @@ class TPReLU(nn.Module):
         return F.prelu(x - b, self.a.clamp(0, 1)) + b
 
 class WNAdd(nn.Module):
-    "(w_r·residual + w_s·shortcut) / ‖(w_r, w_s)‖ per channel, initialised to the shortcut alone."
-    def __init__(self, channels: int):
+    "(w_r·residual + w_s·shortcut) / ‖(w_r, w_s)‖ per channel, initialised to (√ρ, √(1−ρ)) for `residual_share` ρ (0: the shortcut alone)."
+    def __init__(self, channels: int, residual_share: float = 0.0):
         super().__init__()
-        self.mix = nn.Parameter(torch.tensor([[0.0, 1.0]]).repeat(channels, 1))
+        if not 0 <= residual_share <= 1: raise ValueError(f"residual_share must lie in [0, 1], not {residual_share}")
+        self.mix = nn.Parameter(torch.tensor([[residual_share ** 0.5, (1 - residual_share) ** 0.5]]).repeat(channels, 1))
     def forward(self, residual, shortcut):
         w = self.mix / self.mix.norm(dim=1, keepdim=True)
         shape = (1, -1) + (1,) * (residual.dim() - 2)
@@ -110,13 +111,13 @@ class ResidualBlock(nn.Module):
 
 class ResidualBlockUp(nn.Module):
     "The transposed block, stride 1 or 2 (an up block); `last` ends with a per-channel affine map instead of a TPReLU."
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, last: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, last: bool = False, residual_share: float = 0.0):
         super().__init__()
         self.residual = nn.Sequential(WNConvTranspose2d(in_channels, in_channels, 3, 1, 1), TPReLU(in_channels),
                                       WNConvTranspose2d(in_channels, out_channels, stride + 2, stride, 1, affine=last))
         self.project = WNConvTranspose2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.up = nn.Upsample(scale_factor=2, mode="nearest") if stride == 2 else nn.Identity()
-        self.add = WNAdd(out_channels)
+        self.add = WNAdd(out_channels, residual_share)
         self.act = nn.Identity() if last else TPReLU(out_channels)
     def forward(self, x): return self.act(self.add(self.residual(x), self.up(self.project(x))))
 
@@ -145,18 +146,23 @@ class LevelEncoder(nn.Module):
         self.trunk, self.head = nn.Sequential(*layers), WNLinear(channels * side * side, out_features, affine=True)
     def forward(self, image: torch.Tensor) -> torch.Tensor: return self.head(self.trunk(image).flatten(1))
 
+RESIDUAL_INITS = {"shortcut": lambda i: 0.0, "progressive": lambda i: 1 / i}   # block i's residual share ρ_i (i = 1, 2, …)
+
 class LevelGenerator(nn.Module):
     "A WN linear map from a code to the top level's map, up levels of residual blocks, and a tanh: scaled Lab images."
-    def __init__(self, in_features: int, features: Sequence[int], blocks: Sequence[int], image_size: int, out_channels: int = 3):
+    def __init__(self, in_features: int, features: Sequence[int], blocks: Sequence[int], image_size: int, out_channels: int = 3,
+                 residual_init: str = "shortcut"):
         super().__init__()
         if len(features) != len(blocks): raise ValueError(f"{len(features)} feature counts but {len(blocks)} block counts")
+        if residual_init not in RESIDUAL_INITS: raise ValueError(f"residual_init must be one of {list(RESIDUAL_INITS)}, not {residual_init!r}")
         self.side, self.top = _check_size(image_size, len(features)), features[-1]
         self.stem = nn.Sequential(WNLinear(in_features, self.top * self.side ** 2, affine=True), nn.PReLU())
-        layers, levels = [], list(zip(features, blocks))[::-1]
+        specs, levels = [], list(zip(features, blocks))[::-1]
         for k, (f, n) in enumerate(levels):
             below = levels[k + 1][0] if k + 1 < len(levels) else out_channels
-            layers += [ResidualBlockUp(f, f) for _ in range(n - 1)] + [ResidualBlockUp(f, below, 2, last=k + 1 == len(levels))]
-        self.levels = nn.Sequential(*layers)
+            specs += [(f, f, 1, False)] * (n - 1) + [(f, below, 2, k + 1 == len(levels))]
+        share = RESIDUAL_INITS[residual_init]
+        self.levels = nn.Sequential(*(ResidualBlockUp(*spec, residual_share=share(i)) for i, spec in enumerate(specs, 1)))
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.levels(self.stem(code).view(-1, self.top, self.side, self.side)))
 

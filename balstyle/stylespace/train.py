@@ -198,7 +198,7 @@ def stage_modules(config: SpaceConfig, counts: torch.Tensor) -> dict[str, nn.Mod
         style_dims = c.options["style_dims"]
         return {"vae": ContentVAE(style_dims, c.dims, c.features, c.blocks, c.image_size, c.options["hidden"], c.t),
                 "normaliser": CodeNormaliser(torch.zeros(2, style_dims))}
-    return {"G": LevelGenerator(c.dims, c.features, c.blocks, c.image_size),
+    return {"G": LevelGenerator(c.dims, c.features, c.blocks, c.image_size, residual_init=c.options.get("residual_init", "shortcut")),
             "D": ConsortiumDiscriminator(c.options["patch"], *c.options["discriminator"])}
 
 def load_stage(folder: str | Path) -> tuple[SpaceConfig, dict[str, nn.Module], dict]:
