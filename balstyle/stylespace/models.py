@@ -75,10 +75,11 @@ def random_patches(images: torch.Tensor, patch: int, count: int, generator: torc
 
 class ConsortiumDiscriminator(nn.Module):
     "Three identical discriminators on `patch`-pixel views: the whole image downscaled, 4 patches at 2×, 16 patches at 4×."
-    def __init__(self, patch: int = 64, features: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (1, 1, 1, 1)):
+    def __init__(self, patch: int = 64, features: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (1, 1, 1, 1),
+                 residual_init: str = "shortcut"):
         super().__init__()
         self.patch = patch
-        self.nets = nn.ModuleList(LevelEncoder(1, features, blocks, patch) for _ in range(3))
+        self.nets = nn.ModuleList(LevelEncoder(1, features, blocks, patch, residual_init=residual_init) for _ in range(3))
 
     def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         "What each of the three networks sees: (B·4^k, C, patch, patch) for k = 0, 1, 2."

@@ -14,8 +14,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['LAB_SCALE', 'TABLE1', 'RESIDUAL_INITS', 'rgb_to_lab', 'lab_to_rgb', 'WNConv2d', 'WNConvTranspose2d', 'WNLinear',
-           'TPReLU', 'WNAdd', 'ResidualBlock', 'ResidualBlockUp', 'LevelEncoder', 'LevelGenerator', 'table1_encoder',
-           'table1_generator', 'init_from_data']
+           'TPReLU', 'WNAdd', 'ResidualBlock', 'ResidualBlockUp', 'residual_shares', 'LevelEncoder', 'LevelGenerator',
+           'table1_encoder', 'table1_generator', 'init_from_data']
 
 # %% ../../nbs/20_stylespace_nets.ipynb #3f00d94e
 LAB_SCALE = (50.0, 110.0, 110.0)   # L/50 − 1, a/110, b/110: our scaling (the paper gives none)
@@ -100,13 +100,13 @@ class WNAdd(nn.Module):
 # %% ../../nbs/20_stylespace_nets.ipynb #ebba4412
 class ResidualBlock(nn.Module):
     "A weight-normalised residual block, stride 1 or 2 (a down block)."
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, residual_share: float = 0.0):
         super().__init__()
         self.residual = nn.Sequential(WNConv2d(in_channels, out_channels, stride + 2, stride, 1), TPReLU(out_channels),
                                       WNConv2d(out_channels, out_channels, 3, 1, 1))
         self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
         self.project = WNConv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        self.add, self.act = WNAdd(out_channels), TPReLU(out_channels)
+        self.add, self.act = WNAdd(out_channels, residual_share), TPReLU(out_channels)
     def forward(self, x): return self.act(self.add(self.residual(x), self.project(self.pool(x))))
 
 class ResidualBlockUp(nn.Module):
@@ -134,19 +134,27 @@ def _check_size(image_size: int, levels: int) -> int:
     if image_size % 2 ** levels: raise ValueError(f"image_size {image_size} must be a multiple of 2^{levels} = {2 ** levels} for {levels} levels")
     return image_size // 2 ** levels
 
+RESIDUAL_INITS = {"shortcut": lambda i: 0.0, "progressive": lambda i: 1 / i}   # block i's residual share ρ_i (i = 1, 2, …)
+
+def residual_shares(residual_init: str, count: int) -> list[float]:
+    "The initial residual shares ρ_1 … ρ_count of a network's blocks, in the order the signal passes them."
+    if residual_init not in RESIDUAL_INITS: raise ValueError(f"residual_init must be one of {list(RESIDUAL_INITS)}, not {residual_init!r}")
+    return [RESIDUAL_INITS[residual_init](i) for i in range(1, count + 1)]
+
 class LevelEncoder(nn.Module):
     "Levels of residual blocks (each starting with a stride-2 one) from the image, then a WN linear map to `out_features`."
-    def __init__(self, out_features: int, features: Sequence[int], blocks: Sequence[int], image_size: int, in_channels: int = 3):
+    def __init__(self, out_features: int, features: Sequence[int], blocks: Sequence[int], image_size: int, in_channels: int = 3,
+                 residual_init: str = "shortcut"):
         super().__init__()
         if len(features) != len(blocks): raise ValueError(f"{len(features)} feature counts but {len(blocks)} block counts")
-        side, layers, channels = _check_size(image_size, len(features)), [], in_channels
+        side, specs, channels = _check_size(image_size, len(features)), [], in_channels
         for f, n in zip(features, blocks):
-            layers += [ResidualBlock(channels, f, 2)] + [ResidualBlock(f, f) for _ in range(n - 1)]
+            specs += [(channels, f, 2)] + [(f, f, 1)] * (n - 1)
             channels = f
-        self.trunk, self.head = nn.Sequential(*layers), WNLinear(channels * side * side, out_features, affine=True)
+        shares = residual_shares(residual_init, len(specs))
+        self.trunk = nn.Sequential(*(ResidualBlock(*spec, residual_share=rho) for spec, rho in zip(specs, shares)))
+        self.head = WNLinear(channels * side * side, out_features, affine=True)
     def forward(self, image: torch.Tensor) -> torch.Tensor: return self.head(self.trunk(image).flatten(1))
-
-RESIDUAL_INITS = {"shortcut": lambda i: 0.0, "progressive": lambda i: 1 / i}   # block i's residual share ρ_i (i = 1, 2, …)
 
 class LevelGenerator(nn.Module):
     "A WN linear map from a code to the top level's map, up levels of residual blocks, and a tanh: scaled Lab images."
@@ -154,15 +162,14 @@ class LevelGenerator(nn.Module):
                  residual_init: str = "shortcut"):
         super().__init__()
         if len(features) != len(blocks): raise ValueError(f"{len(features)} feature counts but {len(blocks)} block counts")
-        if residual_init not in RESIDUAL_INITS: raise ValueError(f"residual_init must be one of {list(RESIDUAL_INITS)}, not {residual_init!r}")
         self.side, self.top = _check_size(image_size, len(features)), features[-1]
         self.stem = nn.Sequential(WNLinear(in_features, self.top * self.side ** 2, affine=True), nn.PReLU())
         specs, levels = [], list(zip(features, blocks))[::-1]
         for k, (f, n) in enumerate(levels):
             below = levels[k + 1][0] if k + 1 < len(levels) else out_channels
             specs += [(f, f, 1, False)] * (n - 1) + [(f, below, 2, k + 1 == len(levels))]
-        share = RESIDUAL_INITS[residual_init]
-        self.levels = nn.Sequential(*(ResidualBlockUp(*spec, residual_share=share(i)) for i, spec in enumerate(specs, 1)))
+        shares = residual_shares(residual_init, len(specs))
+        self.levels = nn.Sequential(*(ResidualBlockUp(*spec, residual_share=rho) for spec, rho in zip(specs, shares)))
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.levels(self.stem(code).view(-1, self.top, self.side, self.side)))
 

@@ -47,14 +47,17 @@ SPACE_STAGES = tuple(TABLE2)
 SPACE_SCALES = {
     "paper": dict(image_size=256, S=TABLE1["S"], Enc=TABLE1["Enc"], G=TABLE1["G"], D=TABLE1["D"], patch=64, hidden=512,
                   style_dims=512, content_dims=512, code_dims=512, lr_scale=1.0, test_split=(0.1, 10), min_works=50,
-                  steps=dict(metric=150_000, pairwise=150_000, classifier=150_000, vae=200_000, gan=400_000), checkpoint_every=2_000),
+                  steps=dict(metric=150_000, pairwise=150_000, classifier=150_000, vae=200_000, gan=400_000), checkpoint_every=2_000,
+                  residual_init=dict(G="shortcut", D="shortcut")),
     "cpu": dict(image_size=64, S=((32, 64, 128, 256), (1, 1, 1, 1)), Enc=((32, 64, 128, 256), (1, 1, 1, 1)),
                 G=((32, 64, 128, 256), (2, 2, 2, 2)), D=((32, 64, 128), (1, 1, 1)), patch=16, hidden=256,
                 style_dims=64, content_dims=64, code_dims=128, lr_scale=10.0, test_split=(0.1, 10), min_works=1,
-                steps=dict(metric=4000, pairwise=400, classifier=4000, vae=2000, gan=3000), checkpoint_every=100),
+                steps=dict(metric=4000, pairwise=400, classifier=4000, vae=2000, gan=3000), checkpoint_every=100,
+                residual_init=dict(G="progressive", D="progressive")),
     "smoke": dict(image_size=32, S=((16, 32), (1, 1)), Enc=((16, 32), (1, 1)), G=((16, 32), (1, 1)), D=((8, 16), (1, 1)), patch=8,
                   hidden=32, style_dims=8, content_dims=8, code_dims=24, lr_scale=10.0, test_split=(0.1, 1), min_works=1,
-                  steps=dict(metric=6, pairwise=4, classifier=6, vae=6, gan=4), checkpoint_every=4),
+                  steps=dict(metric=6, pairwise=4, classifier=6, vae=6, gan=4), checkpoint_every=4,
+                  residual_init=dict(G="progressive", D="progressive")),
 }
 NETWORK = {"metric": "S", "pairwise": "S", "classifier": "S", "vae": "Enc", "gan": "G"}
 DIMS = {"metric": "style_dims", "pairwise": "style_dims", "classifier": "style_dims", "vae": "content_dims", "gan": "code_dims"}
@@ -93,7 +96,7 @@ def space_config(stage: str, scale: str = "cpu", data: str | None = None, seed: 
     algorithm, lr, batch = TABLE2[stage]
     options = {"test_split": s["test_split"], "min_works": s["min_works"]}
     if stage == "vae": options |= {"hidden": s["hidden"]}
-    if stage == "gan": options |= {"discriminator": s["D"], "patch": s["patch"], "lambdas": LAMBDAS}
+    if stage == "gan": options |= {"discriminator": s["D"], "patch": s["patch"], "lambdas": LAMBDAS, "residual_init": s["residual_init"]}
     config = SpaceConfig(stage, scale, data or SYNTH_PORTRAITS, seed, s["image_size"], *s[NETWORK[stage]], s[DIMS[stage]], algorithm,
                          lr * s["lr_scale"], batch, s["steps"][stage], s["checkpoint_every"], options=options)
     return replace(config, options=config.options | overrides.pop("options", {}), **overrides)
@@ -198,8 +201,8 @@ def stage_modules(config: SpaceConfig, counts: torch.Tensor) -> dict[str, nn.Mod
         style_dims = c.options["style_dims"]
         return {"vae": ContentVAE(style_dims, c.dims, c.features, c.blocks, c.image_size, c.options["hidden"], c.t),
                 "normaliser": CodeNormaliser(torch.zeros(2, style_dims))}
-    return {"G": LevelGenerator(c.dims, c.features, c.blocks, c.image_size, residual_init=c.options.get("residual_init", "shortcut")),
-            "D": ConsortiumDiscriminator(c.options["patch"], *c.options["discriminator"])}
+    return {"G": LevelGenerator(c.dims, c.features, c.blocks, c.image_size, residual_init=c.options["residual_init"]["G"]),
+            "D": ConsortiumDiscriminator(c.options["patch"], *c.options["discriminator"], residual_init=c.options["residual_init"]["D"])}
 
 def load_stage(folder: str | Path) -> tuple[SpaceConfig, dict[str, nn.Module], dict]:
     "The config, modules (in eval mode) and `run.json` of a finished stage."
