@@ -16,13 +16,13 @@ from PIL import Image
 import yaml
 
 from .runner import SCALES, STUDIES, reproduce, study_status
-from .train import add_train_arguments, train_command
-from .synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
+from .transfer.train import add_train_arguments, train_command
+from .standins.synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
 from .data import load_image, to_tensor_transform
-from .models.adain import AdaIN
-from .models.linear import LinearTransfer
-from .models.magenta import Magenta, load_tf_variables
-from .models.sanet import SANet
+from .transfer.adain import AdaIN
+from .transfer.linear import LinearTransfer
+from .transfer.magenta import Magenta, load_tf_variables
+from .transfer.sanet import SANet
 
 # %% auto #0
 __all__ = ['METHODS', 'WEIGHT_PARTS', 'parse_parameter', 'build_model', 'stylize_files', 'build_parser', 'data_command', 'main']

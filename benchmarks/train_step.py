@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_step.py [--size 256] [--batch 8] [--repeats 5] [--device cpu|cuda] [--bf16]
 
 One step = the method's forward passes, the loss network on pastiche, content and style, every loss term, backward
-and Adam, exactly as `balstyle.train` runs it. Classic and balanced steps alternate, so both see the same machine
+and Adam, exactly as `balstyle.transfer.train` runs it. Classic and balanced steps alternate, so both see the same machine
 state; the table gives each one's median and the median of the paired ratios balanced / classic.
 """
 import argparse
@@ -13,7 +13,7 @@ import time
 import torch
 
 from balstyle.features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
-from balstyle.train import METHODS, Objective, TrainingStep, build_model, run_config
+from balstyle.transfer.train import METHODS, Objective, TrainingStep, build_model, run_config
 
 
 def make_step(method: str, loss: str, net, device, channels_last: bool):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from balstyle.losses import (GRAM_NORMALISATIONS, balanced_style_loss, classic_style_loss, content_loss, gram,
+from balstyle.transfer.losses import (GRAM_NORMALISATIONS, balanced_style_loss, classic_style_loss, content_loss, gram,
                              style_loss_bounds)
 
 settings.register_profile("balstyle", deadline=None, max_examples=60)

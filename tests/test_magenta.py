@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from balstyle.models.magenta import (BOTTLENECK_DIM, STYLE_SITES, Magenta, SlimBatchNorm2d, StylePredictor,
+from balstyle.transfer.magenta import (BOTTLENECK_DIM, STYLE_SITES, Magenta, SlimBatchNorm2d, StylePredictor,
                      Transformer, conditional_style_norm, load_tf_variables,
                      magenta_variable_names, tf_to_torch_names)
 

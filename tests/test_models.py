@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from balstyle.core import WeightsMismatchError
-from balstyle.models.adain import AdaIN
-from balstyle.models.core import adain, mean_std
-from balstyle.models.linear import LinearTransfer
-from balstyle.models.magenta import Magenta
-from balstyle.models.sanet import SANet
+from balstyle.transfer.adain import AdaIN
+from balstyle.transfer.models import adain, mean_std
+from balstyle.transfer.linear import LinearTransfer
+from balstyle.transfer.magenta import Magenta
+from balstyle.transfer.sanet import SANet
 
 DECODER = {1: (256, 512), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (128, 256), 18: (128, 128), 21: (64, 128), 25: (64, 64), 28: (3, 64)}
 DECODER_PTH = {f"{i}.weight": (o, c, 3, 3) for i, (o, c) in DECODER.items()} | {f"{i}.bias": (o,) for i, (o, c) in DECODER.items()}
@@ -101,7 +101,7 @@ def test_the_stylize_command(tmp_path, capsys):
     import numpy as np
     from PIL import Image
     from balstyle.cli import main
-    from balstyle.models.magenta import magenta_variable_names
+    from balstyle.transfer.magenta import magenta_variable_names
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(tmp_path / "content.png")
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "style.jpg")

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-import balstyle.synth as synth
+import balstyle.standins.synth as synth
 from balstyle.cli import main
 from balstyle.data import painter_by_numbers
-from balstyle.synth import SYNTH_SCALES, content_image, item_rng, synth_dataset
+from balstyle.standins.synth import SYNTH_SCALES, content_image, item_rng, synth_dataset
 
 
 def test_data_make_writes_once_and_reuses(tmp_path, monkeypatch, capsys):

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balstyle.train import (Objective, TrainingInterrupted, TrainingStep, batch_keys, build_model, calibrate_beta,
+from balstyle.transfer.train import (Objective, TrainingInterrupted, TrainingStep, batch_keys, build_model, calibrate_beta,
                             load_checkpoint, run_config, save_atomic, train, training_images)
 from balstyle.features import PAPER_STYLE_LAYERS, loss_network
 
@@ -114,7 +114,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     path = tmp_path / "checkpoint.pt"
     save_atomic({"step": 1, "w": torch.arange(5.0)}, path)
     writer = subprocess.Popen([sys.executable, "-c",
-                               "import sys, torch\nfrom balstyle.train import save_atomic\n"
+                               "import sys, torch\nfrom balstyle.transfer.train import save_atomic\n"
                                "save_atomic({'step': 2, 'w': torch.zeros(400_000_000, dtype=torch.uint8)}, sys.argv[1])", str(path)])
     start = time.time()
     while not list(tmp_path.glob(".checkpoint.pt.tmp-*")):
@@ -128,7 +128,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
 def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path):
     common = ["adain", "--loss", "balanced", "--scale", "smoke", "--set", "steps=2", "--set", "batch_size=4"]
     env = os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "balstyle.train", *common,
+    ddp = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "balstyle.transfer.train", *common,
                           "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = subprocess.run([str(BIN / "balstyle"), "train", *common, "--out", str(tmp_path / "one")],

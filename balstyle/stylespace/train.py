@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core import cache_dir, exclusive, get_logger
 from ..data import anime_faces, to_tensor_transform
-from ..synth import SYNTH_VERSION, synth_dataset
-from ..train import StepBatches, TrainingLoop, load_checkpoint
+from ..standins.synth import SYNTH_VERSION, synth_dataset
+from ..transfer.train import StepBatches, TrainingLoop, load_checkpoint
 from .data import artist_test_split
 from .metric import StyleMetricLoss, initial_log_scales, nested_dropout_weights, pairwise_style_loss, variance_ratio
 from .models import CodeNormaliser, ConsortiumDiscriminator, ContentVAE, generator_terms, prune_dims
@@ -123,7 +123,7 @@ def portraits(config: SpaceConfig) -> Portraits:
     transform = to_tensor_transform(config.image_size)
     if config.data == SYNTH_PORTRAITS:
         folder = synth_dataset("portraits", "smoke" if config.scale == "smoke" else "cpu", config.seed)
-        description = f"procedural portraits (balstyle.synth, {folder.name}), a stand-in for the paper's anime faces"
+        description = f"procedural portraits (balstyle.standins.synth, {folder.name}), a stand-in for the paper's anime faces"
     else: folder, description = Path(config.data), f"anime faces by artist in {config.data}"
     images = anime_faces(folder, min_works=config.options["min_works"], transform=transform)
     files = pd.DataFrame({"artist": [images.classes[y] for y in images.labels], "file": [f.relative_to(folder).as_posix() for f in images.files]})
