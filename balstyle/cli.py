@@ -13,47 +13,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-import yaml
-
-from .runner import SCALES, STUDIES, reproduce, study_status
-from .transfer.train import add_train_arguments, train_command
-from .standins.synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
+from .core import parse_setting
 from .data import load_image, to_tensor_transform
-from .transfer.adain import AdaIN
-from .transfer.linear import LinearTransfer
-from .transfer.magenta import Magenta, load_tf_variables
-from .transfer.sanet import SANet
+from .runner import SCALES, STUDIES, reproduce, study_status
+from .standins.synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
+from .transfer.methods import METHODS, build_model
+from .transfer.train import add_train_arguments, train_command
 
 # %% auto #0
-__all__ = ['METHODS', 'WEIGHT_PARTS', 'parse_parameter', 'build_model', 'stylize_files', 'build_parser', 'data_command', 'main']
+__all__ = ['stylize_files', 'build_parser', 'data_command', 'main']
 
 # %% ../nbs/05_cli.ipynb #f634112d
-def parse_parameter(text: str) -> tuple[str, object]:
-    "`key=value` → (key, value), the value read as a YAML scalar (numbers, booleans, null, lists)."
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip(): raise argparse.ArgumentTypeError(f"a parameter must look like key=value, not {text!r}")
-    try: parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError: parsed = value
-    return key.strip(), parsed
-
-# %% ../nbs/05_cli.ipynb #c613a8d7
-METHODS = {"adain": AdaIN, "linear": LinearTransfer, "sanet": SANet, "magenta": Magenta}
-WEIGHT_PARTS = {"adain": ("encoder", "decoder"), "linear": ("encoder", "decoder", "transform"),
-                "sanet": ("encoder", "transform", "decoder"), "magenta": ("tf",)}
-
-def build_model(method: str, weights: dict | None = None):
-    "One of the four models, with the given weight files loaded (strictly) into its parts."
-    if method not in METHODS: raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(WEIGHT_PARTS[method]))
-    if unknown: raise ValueError(f"{method} has no weight part {unknown}; its parts are {list(WEIGHT_PARTS[method])}")
-    if method != "magenta": return METHODS[method](**{f"{part}_weights": path for part, path in weights.items()})
-    model = Magenta()
-    if "tf" in weights:
-        path = Path(weights["tf"])
-        if not path.is_file(): raise FileNotFoundError(f"Magenta variables file not found: {path}")
-        with np.load(path) as variables: load_tf_variables(model, dict(variables))
-    return model
+def _setting(typed: bool = True):
+    "`parse_setting` as an argparse type: a malformed setting is a usage error."
+    def parse(text: str):
+        try: return parse_setting(text, typed)
+        except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from e
+    return parse
 
 # %% ../nbs/05_cli.ipynb #da121c90
 def stylize_files(content: str, styles: list[str], output: str, method: str = "adain", weights: dict | None = None,
@@ -77,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("reproduce", help="run study notebooks with papermill and index their figures")
     rep.add_argument("--scale", choices=SCALES, default="cpu", help="smoke (CI), cpu (default: a laptop), paper (a GPU and the real data)")
     rep.add_argument("--only", nargs="+", metavar="NAME", choices=list(STUDIES), help="run only these studies")
-    rep.add_argument("-p", "--parameter", action="append", type=parse_parameter, default=[], metavar="KEY=VALUE",
-                     help="override a notebook parameter (repeatable)")
+    rep.add_argument("-p", "--parameter", action="append", type=_setting(), default=[], metavar="KEY=VALUE",
+                     help="override a notebook parameter (repeatable; the value as JSON, else as text)")
     rep.add_argument("--figures", help="where figures, tables and their index go (default: figures/)")
     rep.add_argument("--runs", help="where executed notebooks go (default: _runs/)")
     rep.add_argument("--timeout", type=int, help="per-cell timeout in seconds")
@@ -95,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sty.add_argument("content"); sty.add_argument("styles", nargs="+")
     sty.add_argument("-o", "--output", required=True)
     sty.add_argument("--method", choices=list(METHODS), default="adain")
-    sty.add_argument("--weights", action="append", type=parse_parameter, default=[], metavar="PART=FILE",
-                     help="a weights file for a part of the model (repeatable), e.g. decoder=decoder.pth")
+    sty.add_argument("--weights", action="append", type=_setting(typed=False), default=[], metavar="PART=FILE",
+                     help="a weights file for a part of the model (repeatable), e.g. decoder=decoder.pth; "
+                          "`balstyle train` writes them to its run's weights/ folder")
     sty.add_argument("--alpha", type=float, default=1.0, help="style strength in [0, 1]")
     sty.add_argument("--style-weights", type=float, nargs="+", help="interpolation weights, one per style")
     sty.add_argument("--size", type=int, default=512, help="shorter side of the content and style images (0: as they are)")
@@ -120,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train": return train_command(args)
     if args.command == "stylize":
         try:
-            out = stylize_files(args.content, args.styles, args.output, args.method, {k: str(v) for k, v in args.weights},
+            out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights),
                                 args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device)
         except (ValueError, OSError) as e:
             print(f"balstyle stylize: error: {e}", file=sys.stderr)

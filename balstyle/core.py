@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -17,8 +18,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'WeightsMismatchError', 'read_state_dict',
-           'load_weights']
+__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'parse_setting', 'WeightsMismatchError',
+           'read_state_dict', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
 def project_root() -> Path:
@@ -56,6 +57,15 @@ def get_logger(name: str) -> logging.Logger:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     return logging.getLogger(f"balstyle.{name}" if not name.startswith("balstyle") else name)
+
+# %% ../nbs/00_core.ipynb #262aa9d9
+def parse_setting(text: str, typed: bool = True) -> tuple[str, object]:
+    "`key=value` → (key, value): the value as JSON where it parses as JSON, else as text; `typed=False` keeps it as text."
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip(): raise ValueError(f"a setting must look like key=value, not {text!r}")
+    if not typed: return key.strip(), value
+    try: return key.strip(), json.loads(value)
+    except json.JSONDecodeError: return key.strip(), value
 
 # %% ../nbs/00_core.ipynb #149894b7
 class WeightsMismatchError(ValueError):

@@ -10,12 +10,12 @@ import time
 
 import torch
 
-from balstyle.cli import METHODS
+from balstyle.transfer.methods import METHODS, build_model
 
 
 def bench(method: str, size: int, repeats: int, device: str) -> list[float]:
     torch.manual_seed(0)
-    model = METHODS[method]().to(device).eval()
+    model = build_model(method).to(device).eval()
     content, style = torch.rand(1, 3, size, size, device=device), torch.rand(1, 3, size, size, device=device)
     model.stylize(content, style)                              # warm-up
     times = []

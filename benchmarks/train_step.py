@@ -13,7 +13,8 @@ import time
 import torch
 
 from balstyle.features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
-from balstyle.transfer.train import METHODS, Objective, TrainingStep, build_model, run_config
+from balstyle.transfer.methods import METHODS
+from balstyle.transfer.train import Objective, TrainingStep, build_model, run_config
 
 
 def make_step(method: str, loss: str, net, device, channels_last: bool):

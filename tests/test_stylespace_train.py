@@ -12,7 +12,7 @@ from PIL import Image
 from balstyle.stylespace.metric import nested_dropout_weights
 from balstyle.stylespace.train import (NestedArtistClassifier, load_stage, portraits, space_config, style_space,
                                        train_space)
-from balstyle.transfer.train import TrainingInterrupted, load_checkpoint
+from balstyle.loop import TrainingInterrupted, load_checkpoint
 from test_train import assert_same_weights, weights
 
 

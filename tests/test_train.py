@@ -14,8 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balstyle.transfer.train import (Objective, TrainingInterrupted, TrainingStep, batch_keys, build_model, calibrate_beta,
-                            load_checkpoint, run_config, save_atomic, train, training_images)
+from balstyle.loop import TrainingInterrupted, batch_keys, load_checkpoint, save_atomic
+from balstyle.transfer.train import Objective, TrainingStep, build_model, calibrate_beta, run_config, train, training_images
 from balstyle.features import PAPER_STYLE_LAYERS, loss_network
 
 BIN = Path(sys.executable).parent
@@ -114,7 +114,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     path = tmp_path / "checkpoint.pt"
     save_atomic({"step": 1, "w": torch.arange(5.0)}, path)
     writer = subprocess.Popen([sys.executable, "-c",
-                               "import sys, torch\nfrom balstyle.transfer.train import save_atomic\n"
+                               "import sys, torch\nfrom balstyle.loop import save_atomic\n"
                                "save_atomic({'step': 2, 'w': torch.zeros(400_000_000, dtype=torch.uint8)}, sys.argv[1])", str(path)])
     start = time.time()
     while not list(tmp_path.glob(".checkpoint.pt.tmp-*")):
