@@ -23,8 +23,8 @@ from .core import figures_dir, get_logger, project_root
 log = get_logger("runner")
 
 # %% auto #0
-__all__ = ['log', 'SCALES', 'STUDIES', 'Study', 'studies_dir', 'machine', 'image_grid', 'save_figure', 'save_table',
-           'write_index', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce', 'study_status']
+__all__ = ['log', 'SCALES', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index', 'Outcome',
+           'run_notebook', 'runs_dir', 'reproduce', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -116,20 +116,6 @@ def _check_scale(scale: str):
     if scale not in SCALES: raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
 
 # %% ../nbs/04_runner.ipynb #273f581a
-def image_grid(images, rows: int, cols: int, row_labels=None, col_labels=None, tile: float = 1.3, title: str = ""):
-    "A matplotlib figure of `images` (row-major; H×W×3 arrays or 3×H×W tensors in [0, 1]) in a rows × cols grid, with optional labels."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * tile + (1.6 if row_labels else 0), rows * tile + (0.3 if title else 0)), squeeze=False)
-    for ax in axes.flat: ax.set_xticks([]); ax.set_yticks([]); ax.set_frame_on(False)
-    for ax, image in zip(axes.flat, images):
-        if isinstance(image, torch.Tensor): image = image.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-        ax.imshow(image); ax.set_frame_on(True)
-    for r, label in enumerate(row_labels or []): axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    for c, label in enumerate(col_labels or []): axes[0, c].set_title(label, fontsize=7)
-    if title: fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - (0.35 / fig.get_figheight() if title else 0)))   # the title's band stays clear
-    return fig
-
 def save_figure(fig, name: str, *, scale: str, weights: str, data: str, title: str = "") -> Path:
     "Save `fig` as `figures/<name>_<scale>.png`, labelled with scale, data and weights, and record its provenance."
     _check_scale(scale)

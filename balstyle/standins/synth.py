@@ -22,7 +22,7 @@ from ..core import cache_dir, exclusive, get_logger
 from ..data import bundled_photos, jittered_crop
 from .painters import make_painters, paint
 from .portraits import render_portrait, sample_artist, sample_content, sample_style
-from ..runner import image_grid
+from ..plots import image_grid
 from .textures import TEXTURE_CATEGORIES, texture
 
 log = get_logger("synth")

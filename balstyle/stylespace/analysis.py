@@ -13,10 +13,20 @@ import torch
 import torch.nn.functional as F
 
 from .nets import lab_to_rgb, rgb_to_lab
-from .train import FrozenCodes, Portraits, encode_all, load_stage
+from ..loop import read_run
+from .train import FrozenCodes, Portraits, encode_all, load_stage, style_space
 
 # %% auto #0
-__all__ = ['StyleSpace', 'factor_correlations', 'best_tracking', 'linear_probe']
+__all__ = ['study_runs', 'StyleSpace', 'factor_correlations', 'best_tracking', 'linear_probe']
+
+# %% ../../nbs/25_stylespace_analysis.ipynb #f59b38b9
+def study_runs(scale: str, data: str | None, seed: int, stages: tuple, device: str | None = None) -> tuple[dict, dict, str, str]:
+    "A study's stages at `scale`, trained where missing: (run folders, their `run.json`s, the data label, the weights label)."
+    if scale == "paper" and data is None:
+        raise ValueError("the paper scale trains on real anime faces: pass -p data=/path/to/faces (one folder per artist, made by prepare_faces)")
+    runs = style_space(scale, data, seed, stages=stages, device=device)
+    summary = {stage: read_run(folder) for stage, folder in runs.items()}
+    return runs, summary, summary["metric"]["data"].split(":")[0], "trained here: " + ", ".join(folder.name for folder in runs.values())
 
 # %% ../../nbs/25_stylespace_analysis.ipynb #0e225ec9
 class StyleSpace:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import load_weights
-from ..features import VGG_BLOCKS, vgg_normalised, vgg_normalised_names
+from ..features import vgg_normalised, vgg_normalised_names
+from ..plots import image_grid
 
 # %% auto #0
 __all__ = ['ENCODER_DEPTHS', 'vgg_encoder', 'EncoderTaps', 'mirror_decoder', 'load_decoder', 'mean_std', 'mean_variance_norm',
@@ -161,13 +162,8 @@ def blend(codes: list, weights: torch.Tensor):
 # %% ../../nbs/11_models.ipynb #47ed398b
 def show_transfer(model: StyleTransfer, content: torch.Tensor, style: torch.Tensor, title: str = "", **kwargs):
     "A figure with the content, the style and `model.stylize(content, style, **kwargs)`, for one image each."
-    import matplotlib.pyplot as plt
     pastiche = model.stylize(content[:1], style[:1], **kwargs)
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    for ax, image, name in zip(axes, (content, style, pastiche), ("content", "style", title or "pastiche")):
-        ax.imshow(image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()); ax.set_title(name, fontsize=9); ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    return image_grid([content[0], style[0], pastiche[0]], 1, 3, col_labels=["content", "style", title or "pastiche"], tile=3.0)
 
 # %% ../../nbs/11_models.ipynb #37c20ceb
 @dataclass(frozen=True)

@@ -129,11 +129,11 @@ def training_images(config: RunConfig) -> tuple[Dataset, Dataset, str]:
     "The content and style training sets of a run, as `TrainingCrops`, and a description of them."
     plain = dict(transform=to_tensor_transform())
     if config.content_data == SYNTH_DATA:
-        content = coco_images(synth_dataset("content", "smoke" if config.scale == "smoke" else "cpu", config.seed), **plain)
+        content = coco_images(synth_dataset("content", config.scale, config.seed), **plain)
         content_label = "procedural content (balstyle.standins.synth), a stand-in for MS-COCO"
     else: content, content_label = coco_images(config.content_data, **plain), f"MS-COCO train2014 at {config.content_data}"
     if config.style_data == SYNTH_DATA:
-        style = painter_by_numbers(synth_dataset("painters", "smoke" if config.scale == "smoke" else "cpu", config.seed), "train", **plain)
+        style = painter_by_numbers(synth_dataset("painters", config.scale, config.seed), "train", **plain)
         style_label = "procedural paintings (balstyle.standins.synth), a stand-in for Painter by Numbers"
     else: style, style_label = painter_by_numbers(config.style_data, "train", **plain), f"Painter by Numbers train at {config.style_data}"
     crops = lambda images: TrainingCrops(images, config.image_size, config.load_size, config.flip)
