@@ -14,13 +14,13 @@ import torch
 
 from balstyle.features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from balstyle.transfer.methods import METHODS
-from balstyle.transfer.train import Objective, TrainingStep, build_model, run_config
+from balstyle.transfer.train import Objective, TrainingStep, training_model, run_config
 
 
 def make_step(method: str, loss: str, net, device, channels_last: bool):
     config = run_config(method, loss, "smoke", decoder_init=None)
     torch.manual_seed(0)
-    step = TrainingStep(method, build_model(config), Objective(loss, net, 1.0, 1.0, config.extra_weights)).to(device)
+    step = TrainingStep(method, training_model(config), Objective(loss, net, 1.0, 1.0, config.extra_weights)).to(device)
     if channels_last: step = step.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam([p for p in step.parameters() if p.requires_grad], lr=1e-4)
     return step, optimizer

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from balstyle.loop import TrainingInterrupted, batch_keys, load_checkpoint, save_atomic
-from balstyle.transfer.train import Objective, TrainingStep, build_model, calibrate_beta, run_config, train, training_images
+from balstyle.transfer.train import Objective, TrainingStep, training_model, calibrate_beta, run_config, train, training_images
 from balstyle.features import PAPER_STYLE_LAYERS, loss_network
 
 BIN = Path(sys.executable).parent
@@ -138,7 +138,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
     for r1, r2 in zip(ddp_log, one_log):                            # the global batch's terms, step by step
         for k in ("content", "style", "total"): assert float(r1[k]) == pytest.approx(float(r2[k]), rel=1e-4), (r1["step"], k)
     torch.manual_seed(0)
-    start = build_model(run_config("adain", "balanced", "smoke", steps=2, batch_size=4)).decoder.state_dict()
+    start = training_model(run_config("adain", "balanced", "smoke", steps=2, batch_size=4)).decoder.state_dict()
     a, b = weights(tmp_path / "ddp")["decoder.pth"], weights(tmp_path / "one")["decoder.pth"]
     moved = torch.cat([(b[k] - start[k]).flatten() for k in b])
     differ = torch.cat([(a[k] - b[k]).flatten() for k in b])
@@ -157,7 +157,7 @@ def test_classic_and_balanced_runs_differ_only_in_the_style_term():
     terms = {}
     for config in (classic, balanced):
         torch.manual_seed(0)
-        step = TrainingStep("sanet", build_model(config), Objective(config.loss, net, 1.0, 1.0, config.extra_weights))
+        step = TrainingStep("sanet", training_model(config), Objective(config.loss, net, 1.0, 1.0, config.extra_weights))
         beta, calibration = calibrate_beta(step, content, style, config, "cpu")
         assert beta * calibration["style"] == pytest.approx(calibration["content"])       # β balances the two terms
         step.objective.beta = beta

@@ -31,7 +31,7 @@ from .models import StyleTransfer, load_decoder
 
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'RunConfig', 'run_config', 'TrainingCrops',
-           'training_images', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm', 'build_model',
+           'training_images', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm', 'training_model',
            'trainable_state', 'saved_state', 'identity_transform', 'train', 'Run', 'build_run', 'run_steps',
            'train_config', 'load_trained', 'add_train_arguments', 'train_command', 'main']
 
@@ -208,7 +208,7 @@ def recalibrate_batch_norm(model: StyleTransfer, content: Dataset, style: Datase
     return len(norms)
 
 # %% ../../nbs/17_train.ipynb #8a69e0f9
-def build_model(config: RunConfig, decoder_state: dict | None = None) -> StyleTransfer:
+def training_model(config: RunConfig, decoder_state: dict | None = None) -> StyleTransfer:
     "The method's model with its frozen parts frozen, its decoder initialised from `decoder_state` if given."
     spec = get_trainable(config.method)
     model = spec.model()
@@ -288,7 +288,7 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     content, style, data_label = training_images(config)
     loss_net = loss_network("vgg16", config.loss_network, tuple(dict.fromkeys((*PAPER_STYLE_LAYERS, PAPER_CONTENT_LAYER))))
     net_label = f"{loss_net.arch} ({loss_net.weights})" + ("" if loss_net.arch == "vgg16" else ", standing in for vgg16")
-    model = build_model(config, decoder_state)
+    model = training_model(config, decoder_state)
     if config.transform_init == "identity" and loop.checkpoint is None: identity_transform(model, config.method, content, config.seed)
     spec = get_trainable(config.method)
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
