@@ -11,24 +11,23 @@ import numpy as np
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['F', 'TAU', 'SQ3', 'TEXTURE_CATEGORIES', 'texture']
+__all__ = ['TAU', 'SQ3', 'TEXTURE_CATEGORIES', 'texture']
 
-# %% ../../nbs/31_textures.ipynb #60a5b011
-F = np.float32
+# %% ../../nbs/31_textures.ipynb #7ee0bf4b
+_f32 = np.float32
 TAU = 2.0 * np.pi
 SQ3 = float(np.sqrt(3.0))
 
-# %% ../../nbs/31_textures.ipynb #4d60c080
 def _coords(size):
     """Pixel-centre coordinates x (columns) and y (rows) in [-0.5, 0.5], float32."""
-    c = (np.arange(size, dtype=F) + F(0.5)) / F(size) - F(0.5)
+    c = (np.arange(size, dtype=_f32) + _f32(0.5)) / _f32(size) - _f32(0.5)
     y, x = np.meshgrid(c, c, indexing="ij")
     return x, y
 
 
 def _rotate(x, y, theta):
     """Rotate coordinates by ``theta`` radians."""
-    c, s = F(np.cos(theta)), F(np.sin(theta))
+    c, s = _f32(np.cos(theta)), _f32(np.sin(theta))
     return c * x - s * y, s * x + c * y
 
 
@@ -38,21 +37,21 @@ def _angle(rng, p_axis=0.5, jitter=0.1):
         return float(rng.integers(4) * np.pi / 2 + rng.normal(0.0, jitter))
     return float(rng.uniform(0.0, np.pi))
 
-
+# %% ../../nbs/31_textures.ipynb #48ba2f9f
 def _perlin(x, y, freq, rng):
     """Gradient (Perlin-style) noise in about [-1, 1] with ``freq`` cells per image unit.
 
     The random gradient lattice is drawn to just cover the range of the given coordinates,
     so any (rotated, warped) coordinate arrays can be sampled without wrap-around."""
-    px, py = x * F(freq), y * F(freq)
+    px, py = x * _f32(freq), y * _f32(freq)
     fx, fy = np.floor(px), np.floor(py)
     x0, y0 = float(fx.min()), float(fy.min())
     nx, ny = int(fx.max() - x0) + 2, int(fy.max() - y0) + 2
     ang = rng.uniform(0.0, TAU, (ny, nx))
-    gx, gy = np.cos(ang).astype(F), np.sin(ang).astype(F)
-    k = ((fy - F(y0)) * F(nx - 1) + (fx - F(x0))).astype(np.intp)
+    gx, gy = np.cos(ang).astype(_f32), np.sin(ang).astype(_f32)
+    k = ((fy - _f32(y0)) * _f32(nx - 1) + (fx - _f32(x0))).astype(np.intp)
     tx, ty = px - fx, py - fy
-    tx1, ty1 = tx - F(1), ty - F(1)
+    tx1, ty1 = tx - _f32(1), ty - _f32(1)
 
     def corner(sl_y, sl_x, ax, ay):
         return gx[sl_y, sl_x].ravel().take(k) * ax + gy[sl_y, sl_x].ravel().take(k) * ay
@@ -66,18 +65,18 @@ def _perlin(x, y, freq, rng):
     v = ty * ty * ty * (ty * (ty * 6 - 15) + 10)
     a = n00 + u * (n10 - n00)
     b = n01 + u * (n11 - n01)
-    return (a + v * (b - a)) * F(1.4)
+    return (a + v * (b - a)) * _f32(1.4)
 
 
 def _fbm(x, y, freq, rng, octaves=4, gain=0.5):
     """Fractal sum of Perlin octaves, normalised to roughly [-1, 1]."""
     total, amp, norm = 0.0, 1.0, 0.0
     for _ in range(octaves):
-        total = total + F(amp) * _perlin(x, y, freq, rng)
+        total = total + _f32(amp) * _perlin(x, y, freq, rng)
         norm += amp
         amp *= gain
         freq *= 2.03
-    return total / F(norm)
+    return total / _f32(norm)
 
 
 def _warp(x, y, rng, amp, freq, octaves=3):
@@ -86,9 +85,9 @@ def _warp(x, y, rng, amp, freq, octaves=3):
         return x, y
     dx = _fbm(x, y, freq, rng, octaves)
     dy = _fbm(x, y, freq, rng, octaves)
-    return x + F(amp) * dx, y + F(amp) * dy
+    return x + _f32(amp) * dx, y + _f32(amp) * dy
 
-# %% ../../nbs/31_textures.ipynb #aea38031
+# %% ../../nbs/31_textures.ipynb #291358c2
 def _points(x, y, cell, rng, jitter=1.0, quad=False):
     """Jittered-grid feature points (one per cell of side ``cell``).
 
@@ -96,30 +95,30 @@ def _points(x, y, cell, rng, jitter=1.0, quad=False):
     (dx, dy) = point - pixel in image units and ``key`` indexes per-point attribute tables.
     ``quad=True`` visits only the 2x2 nearest cells: exact for features whose reach from
     their point plus jitter/2 stays below one cell."""
-    gx, gy = x / F(cell), y / F(cell)
+    gx, gy = x / _f32(cell), y / _f32(cell)
     if quad:
-        bx, by, offs = np.floor(gx - F(0.5)), np.floor(gy - F(0.5)), (0, 1)
+        bx, by, offs = np.floor(gx - _f32(0.5)), np.floor(gy - _f32(0.5)), (0, 1)
     else:
         bx, by, offs = np.floor(gx), np.floor(gy), (-1, 0, 1)
     x0, y0 = float(bx.min()) - 1, float(by.min()) - 1
     nx, ny = int(bx.max() - x0) + 3, int(by.max() - y0) + 3
-    ptx = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(F)
-    pty = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(F)
+    ptx = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(_f32)
+    pty = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(_f32)
     fx, fy = gx - bx, gy - by
-    kb = ((by - F(y0)) * F(nx) + (bx - F(x0))).astype(np.intp)
+    kb = ((by - _f32(y0)) * _f32(nx) + (bx - _f32(x0))).astype(np.intp)
     out = []
     for dj in offs:
         for di in offs:
             k = kb + (dj * nx + di)
-            out.append((k, (ptx.take(k) + F(di) - fx) * F(cell), (pty.take(k) + F(dj) - fy) * F(cell)))
+            out.append((k, (ptx.take(k) + _f32(di) - fx) * _f32(cell), (pty.take(k) + _f32(dj) - fy) * _f32(cell)))
     return nx * ny, out
 
 
 def _worley(x, y, cell, rng, jitter=1.0):
     """Cellular noise: distances to nearest (f1) and second nearest (f2) points, key of nearest."""
     nkeys, pts = _points(x, y, cell, rng, jitter)
-    f1 = np.full(x.shape, np.inf, F)
-    f2 = np.full(x.shape, np.inf, F)
+    f1 = np.full(x.shape, np.inf, _f32)
+    f2 = np.full(x.shape, np.inf, _f32)
     key = np.zeros(x.shape, np.intp)
     for k, dx, dy in pts:
         d = dx * dx + dy * dy
@@ -128,50 +127,59 @@ def _worley(x, y, cell, rng, jitter=1.0):
         f1 = np.minimum(f1, d)
     return np.sqrt(f1), np.sqrt(f2), key, nkeys
 
-# %% ../../nbs/31_textures.ipynb #a55cb472
+# %% ../../nbs/31_textures.ipynb #d6d6e85f
 def _cover(sd, px):
     """Anti-aliased coverage of a shape from its signed distance (negative inside)."""
-    return np.clip(F(0.5) - sd / F(px), F(0.0), F(1.0))
+    return np.clip(_f32(0.5) - sd / _f32(px), _f32(0.0), _f32(1.0))
 
 
 def _band(t, duty, period, px):
     """Coverage of periodic stripes centred at t = k + 0.5, ``duty`` fraction wide."""
-    d = np.abs(t - np.floor(t) - F(0.5))
-    return _cover((d - F(duty / 2)) * F(period), px)
+    d = np.abs(t - np.floor(t) - _f32(0.5))
+    return _cover((d - _f32(duty / 2)) * _f32(period), px)
 
 
 def _lines(t, width, period, px):
     """Coverage of periodic thin lines of absolute ``width`` centred at integer t."""
-    d = np.abs(t - np.round(t)) * F(period)
-    return _cover(d - F(width / 2), px)
+    d = np.abs(t - np.round(t)) * _f32(period)
+    return _cover(d - _f32(width / 2), px)
 
 
 def _smooth(e0, e1, v):
-    t = np.clip((v - F(e0)) / F(e1 - e0), F(0.0), F(1.0))
+    """Smoothstep: 0 below ``e0``, 1 above ``e1``, the cubic 3t^2 - 2t^3 between."""
+    t = np.clip((v - _f32(e0)) / _f32(e1 - e0), _f32(0.0), _f32(1.0))
     return t * t * (3 - 2 * t)
 
 
 def _mix(a, b, t):
     """Blend colour/image ``a`` towards colour/image ``b`` by weight map ``t``."""
-    a = np.asarray(a, F)
-    b = np.asarray(b, F)
+    a = np.asarray(a, _f32)
+    b = np.asarray(b, _f32)
     return a + (b - a) * t[..., None]
 
 
 def _solid(size, colour):
-    return np.broadcast_to(np.asarray(colour, F), (size, size, 3)).copy()
+    """A ``size`` x ``size`` x 3 float32 image of one ``colour``."""
+    return np.broadcast_to(np.asarray(colour, _f32), (size, size, 3)).copy()
 
 
+def _grain_tex(x, y, rng, amount, freq=None):
+    """Multiplicative surface micro-texture (1 +/- amount) from fine fbm."""
+    freq = rng.uniform(15, 40) if freq is None else freq
+    return _f32(1.0) + _f32(amount) * _fbm(x, y, freq, rng, 2)
+
+# %% ../../nbs/31_textures.ipynb #363b01aa
 def _ramp(cols, t):
     """Map t in [0, 1] through a piecewise-linear colour ramp ``cols`` (n x 3)."""
-    cols = np.asarray(cols, F)
-    pos = np.clip(t, 0, 1) * F(len(cols) - 1)
+    cols = np.asarray(cols, _f32)
+    pos = np.clip(t, 0, 1) * _f32(len(cols) - 1)
     i = np.minimum(pos.astype(np.intp), len(cols) - 2)
-    f = (pos - i.astype(F))[..., None]
+    f = (pos - i.astype(_f32))[..., None]
     return cols[i] * (1 - f) + cols[i + 1] * f
 
 
 def _hsv(h, s, v):
+    """RGB of hue ``h`` (wrapped into [0, 1)) with saturation and value clamped to [0, 1]."""
     return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
 
 
@@ -190,41 +198,17 @@ def _palette(rng, n=3, contrast=None, hue=None, sat=None):
     vals = np.linspace(lo, min(lo + contrast, 1.0), n)
     cols = [_hsv(h + spread[k % 3] + rng.normal(0, 0.02), sat * rng.uniform(0.75, 1.2), v)
             for k, v in enumerate(vals)]
-    return np.array(cols, F)
+    return np.array(cols, _f32)
 
-
-def _finish(img, x, y, rng, blur=1.0, grain=1.0):
-    """Photographic finish: lighting gradient + blotches, slight blur, sensor grain, uint8."""
-    size = img.shape[0]
-    a = rng.uniform(0.0, TAU)
-    light = (F(1.0)
-             + F(rng.uniform(0.03, 0.18)) * (F(np.cos(a)) * x + F(np.sin(a)) * y)
-             + F(rng.uniform(0.01, 0.05)) * _perlin(x, y, rng.uniform(0.8, 2.0), rng)
-             - F(rng.uniform(0.0, 0.25)) * (x * x + y * y))
-    img = img * light[..., None]
-    sigma = blur * rng.uniform(0.3, 0.8) * (size / 256) ** 0.5
-    if sigma > 0.05:
-        img = ndimage.gaussian_filter(img, sigma=(sigma, sigma, 0), truncate=3.0)
-    g = grain * rng.uniform(0.004, 0.022)
-    noise = rng.standard_normal((size, size), dtype=F) * F(g)
-    img = img + noise[..., None]
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-# %% ../../nbs/31_textures.ipynb #78dd971e
-def _grain_tex(x, y, rng, amount, freq=None):
-    """Multiplicative surface micro-texture (1 +/- amount) from fine fbm."""
-    freq = rng.uniform(15, 40) if freq is None else freq
-    return F(1.0) + F(amount) * _fbm(x, y, freq, rng, 2)
-
-# %% ../../nbs/31_textures.ipynb #d759b0ba
+# %% ../../nbs/31_textures.ipynb #2d4ba68b
 def _banded(x, y, px, rng):
     """A few broad bands of flat colour with irregular widths and gently wavy edges."""
     size = x.shape[0]
     u, v = _rotate(x, y, _angle(rng, 0.6))
-    u = u + F(rng.uniform(0.0, 0.05)) * _fbm(u, v, rng.uniform(0.7, 1.8), rng, 2)
+    u = u + _f32(rng.uniform(0.0, 0.05)) * _fbm(u, v, rng.uniform(0.7, 1.8), rng, 2)
     per_unit = rng.uniform(3.0, 6.0)
     w = rng.uniform(0.45, 1.6, 40)
-    edges = (np.cumsum(w / w.mean() / per_unit) - 1.0 - rng.uniform(0, 0.3)).astype(F)
+    edges = (np.cumsum(w / w.mean() / per_unit) - 1.0 - rng.uniform(0, 0.3)).astype(_f32)
     k = np.searchsorted(edges, u)
     ncol = int(rng.integers(2, 4))
     pal = _palette(rng, ncol, contrast=rng.uniform(0.3, 0.8))
@@ -234,21 +218,21 @@ def _banded(x, y, px, rng):
     img = pal[seq][k]
     s = rng.uniform(0.6, 4.0) * size / 256
     img = ndimage.gaussian_filter(img, (s, s, 0), truncate=2.5)
-    streak = _perlin(u * F(6.0), v * F(0.4), rng.uniform(4, 8), rng)
-    return img * (F(1.0) + F(rng.uniform(0.01, 0.05)) * streak)[..., None]
+    streak = _perlin(u * _f32(6.0), v * _f32(0.4), rng.uniform(4, 8), rng)
+    return img * (_f32(1.0) + _f32(rng.uniform(0.01, 0.05)) * streak)[..., None]
 
 
 def _striped(x, y, px, rng):
     """Many narrow, regular, equal-period stripes (optionally with a thin accent stripe)."""
     u, v = _rotate(x, y, _angle(rng, 0.6))
     period = rng.uniform(0.035, 0.1)
-    u = u + F(period * rng.uniform(0.0, 0.3)) * _fbm(u, v, rng.uniform(1, 3), rng, 2)
-    t = u / F(period)
+    u = u + _f32(period * rng.uniform(0.0, 0.3)) * _fbm(u, v, rng.uniform(1, 3), rng, 2)
+    t = u / _f32(period)
     pal = _palette(rng, 3)
     bg, fg = (pal[0], pal[2]) if rng.random() < 0.5 else (pal[2], pal[0])
     img = _mix(bg, fg, _band(t, rng.uniform(0.3, 0.6), period, px))
     if rng.random() < 0.35:
-        img = _mix(img, pal[1], _band(t + F(0.5), rng.uniform(0.06, 0.14), period, px))
+        img = _mix(img, pal[1], _band(t + _f32(0.5), rng.uniform(0.06, 0.14), period, px))
     return img
 
 
@@ -260,9 +244,9 @@ def _zigzagged(x, y, px, rng):
     amp = lam * rng.uniform(0.3, 0.75)
     period = rng.uniform(0.05, 0.12)
     u, v = _warp(u, v, rng, lam * rng.uniform(0.0, 0.12), 1.5)
-    q = u / F(lam)
-    tri = np.abs(q - np.floor(q) - F(0.5)) * F(2.0)
-    t = (v + F(amp) * tri) / F(period)
+    q = u / _f32(lam)
+    tri = np.abs(q - np.floor(q) - _f32(0.5)) * _f32(2.0)
+    t = (v + _f32(amp) * tri) / _f32(period)
     perp = period / np.sqrt(1.0 + (2 * amp / (lam / 2)) ** 2 / 4)   # t-units -> distance
     pal = _palette(rng, 3)
     if rng.random() < 0.55:
@@ -271,18 +255,39 @@ def _zigzagged(x, y, px, rng):
         fl = np.floor(t)
         i = fl.astype(np.intp) % ncol
         f = t - fl
-        wp = np.clip(F(0.5) - f * F(perp * size), 0, 0.5)
-        wn = np.clip(F(0.5) - (1 - f) * F(perp * size), 0, 0.5)
+        wp = np.clip(_f32(0.5) - f * _f32(perp * size), 0, 0.5)
+        wn = np.clip(_f32(0.5) - (1 - f) * _f32(perp * size), 0, 0.5)
         img = (cols[i] * (1 - wp - wn)[..., None] + cols[(i - 1) % ncol] * wp[..., None]
                + cols[(i + 1) % ncol] * wn[..., None])
     else:
         width = max(px * 1.2, period * rng.uniform(0.08, 0.3))
-        d = np.abs(t - np.round(t)) * F(perp)
+        d = np.abs(t - np.round(t)) * _f32(perp)
         bg, fg = (pal[2], pal[0]) if rng.random() < 0.6 else (pal[0], pal[2])
-        img = _mix(bg, fg, _cover(d - F(width / 2), px))
+        img = _mix(bg, fg, _cover(d - _f32(width / 2), px))
     return img
 
 
+def _stratified(x, y, px, rng):
+    """Many thin, irregular sedimentary layers with streaky texture and relief shading."""
+    size = x.shape[0]
+    u, v = _rotate(x, y, rng.normal(0, 0.3) + (np.pi / 2 if rng.random() < 0.3 else 0.0))
+    v = v + _f32(rng.uniform(0.0, 0.12)) * _fbm(u, v, rng.uniform(0.5, 1.5), rng, 2)
+    v = v + _f32(rng.uniform(0.0, 0.01)) * _perlin(u, v, 8.0, rng)
+    mean_w = rng.uniform(0.015, 0.05)
+    w = mean_w * np.exp(rng.normal(0, 0.6, 200))
+    edges = (np.cumsum(w) - 0.85 - rng.uniform(0, 0.2)).astype(_f32)
+    k = np.searchsorted(edges, v)
+    hue = rng.uniform(0.02, 0.14) if rng.random() < 0.75 else rng.random()
+    pal = _palette(rng, 3, contrast=rng.uniform(0.25, 0.6), hue=hue, sat=rng.uniform(0.1, 0.55))
+    tab = rng.random(len(edges) + 1).astype(_f32)
+    hard = rng.uniform(0.75, 1.1, len(edges) + 1).astype(_f32)
+    img = _ramp(pal, tab[k]) * hard[k][..., None]
+    s = rng.uniform(0.3, 1.5) * size / 256
+    img = ndimage.gaussian_filter(img, (s, s, 0), truncate=2.5)
+    streak = _fbm(u * _f32(0.15), v, rng.uniform(25, 60), rng, 2)
+    return img * (_f32(1.0) + _f32(0.12) * streak)[..., None] * _grain_tex(x, y, rng, 0.08)[..., None]
+
+# %% ../../nbs/31_textures.ipynb #33b9c8c9
 def _chequered(x, y, px, rng):
     """Alternating squares (checkerboard), sometimes rotated or gently distorted."""
     r = rng.random()
@@ -291,14 +296,14 @@ def _chequered(x, y, px, rng):
     u, v = _rotate(x, y, theta)
     s = rng.uniform(0.06, 0.2)
     u, v = _warp(u, v, rng, s * rng.uniform(0.0, 0.25), rng.uniform(0.8, 2.0), 2)
-    a = _band(u / F(s), 0.5, s, px)
-    b = _band(v / F(s), 0.5, s, px)
+    a = _band(u / _f32(s), 0.5, s, px)
+    b = _band(v / _f32(s), 0.5, s, px)
     pal = _palette(rng, 2, contrast=rng.uniform(0.2, 0.4) if rng.random() < 0.25
                    else rng.uniform(0.55, 0.9))
     img = _mix(pal[0], pal[1], a + b - 2 * a * b)
     return img * _grain_tex(x, y, rng, rng.uniform(0.0, 0.05))[..., None]
 
-# %% ../../nbs/31_textures.ipynb #945e893e
+
 def _grid(x, y, px, rng):
     """Thin straight lines in two perpendicular directions over a plain background."""
     u, v = _rotate(x, y, _angle(rng, 0.75, 0.06))
@@ -306,29 +311,137 @@ def _grid(x, y, px, rng):
     sy = sx if rng.random() < 0.6 else sx * rng.uniform(0.6, 1.6)
     width = px * max(1.0, rng.uniform(1.0, 3.0) * (px * 256) ** -0.5) + sx * rng.uniform(0.0, 0.04)
     u, v = _warp(u, v, rng, sx * rng.uniform(0.0, 0.06), 2.0, 2)
-    m = np.maximum(_lines(u / F(sx), width, sx, px), _lines(v / F(sy), width, sy, px))
+    m = np.maximum(_lines(u / _f32(sx), width, sx, px), _lines(v / _f32(sy), width, sy, px))
     pal = _palette(rng, 3, sat=rng.uniform(0.0, 0.5))
     bg, ln = (pal[2], pal[0]) if rng.random() < 0.7 else (pal[0], pal[2])
     img = _solid(x.shape[0], bg) * _grain_tex(x, y, rng, rng.uniform(0.0, 0.06))[..., None]
     sub = min(int(rng.integers(3, 6)), int(min(sx, sy) / (5 * px)))
     if rng.random() < 0.35 and sub >= 2:                       # graph-paper minor lines
-        mm = np.maximum(_lines(u * sub / F(sx), px * 0.9, sx / sub, px),
-                        _lines(v * sub / F(sy), px * 0.9, sy / sub, px))
-        img = _mix(img, pal[1], mm * F(0.6))
+        mm = np.maximum(_lines(u * sub / _f32(sx), px * 0.9, sx / sub, px),
+                        _lines(v * sub / _f32(sy), px * 0.9, sy / sub, px))
+        img = _mix(img, pal[1], mm * _f32(0.6))
     return _mix(img, ln, m)
 
 
+def _crosshatched(x, y, px, rng):
+    """Two sets of crossing, pen-like hatch lines (jittered, wobbly, uneven ink) on paper."""
+    size = x.shape[0]
+    if rng.random() < 0.75:                        # ink on paper
+        paper = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.82, 0.97)), _f32)
+        ink = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.05, 0.35)), _f32)
+    else:
+        pal = _palette(rng, 2, contrast=rng.uniform(0.4, 0.8))
+        paper, ink = pal[1], pal[0]
+    img = _solid(size, paper) * _grain_tex(x, y, rng, rng.uniform(0.01, 0.05))[..., None]
+    ink_ratio = 1 - ink / np.maximum(paper, 1e-3)
+    th1 = rng.choice([np.pi / 4, 3 * np.pi / 4]) + rng.normal(0, 0.2)     # mostly diagonal
+    th2 = th1 + rng.choice([-1.0, 1.0]) * rng.uniform(0.32 * np.pi, 0.5 * np.pi)
+    spacing = rng.uniform(0.022, 0.05)
+    base_w = px * rng.uniform(0.8, 1.3) + rng.uniform(0.001, 0.004)
+    for th in (th1, th2):
+        u, v = _rotate(x, y, th)
+        u = u + _f32(spacing * rng.uniform(0.03, 0.12)) * _perlin(u, v, rng.uniform(2, 5), rng)
+        t = u / _f32(spacing)
+        fw = rng.uniform(3, 7)
+        t = t + _f32(rng.uniform(0.05, 0.12)) * _perlin(t / _f32(fw), v, fw, rng)   # each line wobbles
+        k = np.floor(t + _f32(0.5))
+        k0 = float(k.min())
+        kk = (k - _f32(k0)).astype(np.intp)
+        nl = int(k.max() - k0) + 1
+        jit = rng.normal(0, 0.07, nl).astype(_f32)
+        wid = (base_w * rng.uniform(0.75, 1.25, nl)).astype(_f32)
+        d = np.abs(t - k - jit.take(kk)) * _f32(spacing)
+        cov = _cover(d - wid.take(kk) / 2, px)
+        f = rng.uniform(3, 8)
+        along = _perlin(t / _f32(f), v, f, rng)                       # pressure varies along each line
+        dens = np.clip(rng.uniform(0.6, 1.1, nl).astype(_f32).take(kk) + _f32(0.6) * along, 0.0, 1)
+        img = img * (1 - (cov * dens)[..., None] * ink_ratio)
+    return img
+
+
+def _meshed(x, y, px, rng):
+    """Net / mesh: two sets of thick, rounded strands with open holes, often diagonal."""
+    if rng.random() < 0.4:                            # square mesh seen as diamonds
+        base, half = rng.normal(0, 0.12) + rng.integers(2) * np.pi / 2, np.pi / 4
+    else:
+        base, half = rng.uniform(0, np.pi), rng.uniform(np.pi / 6, np.pi / 3.3)
+    spacing = rng.uniform(0.06, 0.14)
+    wfrac = rng.uniform(0.15, 0.32)
+    xw, yw = _warp(x, y, rng, spacing * rng.uniform(0.05, 0.3), rng.uniform(1.0, 2.5), 2)
+    pal = _palette(rng, 3, contrast=rng.uniform(0.4, 0.85))
+    if rng.random() < 0.6:
+        img = _ramp(pal[:1].repeat(2, 0) * [[0.4], [1.0]],
+                    _f32(0.5) + _f32(0.6) * _fbm(x, y, rng.uniform(1.5, 3), rng, 2))
+        strand = pal[2]
+    else:
+        img = _solid(x.shape[0], pal[2]) * _grain_tex(x, y, rng, 0.05)[..., None]
+        strand = pal[0]
+    w = spacing * wfrac
+    for th in (base + half, base - half):
+        u, _ = _rotate(xw, yw, th)
+        t = u / _f32(spacing)
+        d = np.abs(t - np.round(t)) * _f32(spacing)
+        prof = np.sqrt(np.clip(1 - (d / _f32(w / 2)) ** 2, 0, 1))
+        shadow = _cover(d - _f32(w * 0.75), px) * _f32(0.3)
+        img = img * (1 - shadow)[..., None]
+        img = _mix(img, strand * (_f32(0.55) + _f32(0.45) * prof)[..., None], _cover(d - _f32(w / 2), px))
+    return img
+
+
+def _woven(x, y, px, rng):
+    """Over-under interlaced strips (plain, basket or twill weave) with shading and fibres."""
+    u, v = _rotate(x, y, _angle(rng, 0.7, 0.06))
+    s = rng.uniform(0.04, 0.1)
+    u, v = _warp(u, v, rng, s * rng.uniform(0.03, 0.25), rng.uniform(1.0, 3.0), 2)
+    gu, gv = u / _f32(s), v / _f32(s)
+    fi, fj = np.floor(gu), np.floor(gv)
+    fu, fv = gu - fi, gv - fj
+    i, j = fi.astype(np.intp), fj.astype(np.intp)
+    kind = rng.integers(3)
+    if kind == 0:
+        top_h = (i + j) % 2 == 0
+    elif kind == 1:
+        top_h = (i // 2 + j // 2) % 2 == 0
+    else:
+        top_h = (i - j) % 4 < 2
+    half = 0.5 - rng.uniform(0.03, 0.12)
+    dh, dv = np.abs(fv - _f32(0.5)), np.abs(fu - _f32(0.5))
+    cov_h = _cover((dh - _f32(half)) * _f32(s), px)
+    cov_v = _cover((dv - _f32(half)) * _f32(s), px)
+    ph = np.sqrt(np.clip(1 - (dh / _f32(half)) ** 2, 0, 1))
+    pv = np.sqrt(np.clip(1 - (dv / _f32(half)) ** 2, 0, 1))
+    nfib = rng.uniform(3, 8)
+    fib_h = _f32(1.0) + _f32(0.07) * np.sin(_f32(TAU * nfib) * fv + _f32(3.0) * _perlin(u, v, 1.0 / s, rng))
+    fib_v = _f32(1.0) + _f32(0.07) * np.sin(_f32(TAU * nfib) * fu)
+    sh_h = (_f32(0.5) + _f32(0.5) * ph) * (_f32(0.78) + _f32(0.22) * np.sin(_f32(np.pi) * fu)) * fib_h
+    sh_v = (_f32(0.5) + _f32(0.5) * pv) * (_f32(0.78) + _f32(0.22) * np.sin(_f32(np.pi) * fv)) * fib_v
+    pal = _palette(rng, 3, contrast=rng.uniform(0.2, 0.7))
+    col_h = pal[2]
+    col_v = pal[2] if rng.random() < 0.4 else pal[1]
+    gapc = pal[0] * _f32(0.4)
+    over_cov = np.where(top_h, cov_h, cov_v)
+    under_cov = np.where(top_h, cov_v, cov_h)
+    over_sh = np.where(top_h, sh_h, sh_v)[..., None]
+    under_sh = np.where(top_h, sh_v, sh_h)[..., None] * _f32(0.75)
+    top3 = top_h[..., None]
+    over_col = np.where(top3, col_h, col_v) * over_sh
+    under_col = np.where(top3, col_v, col_h) * under_sh
+    img = _mix(_solid(x.shape[0], gapc), 0, under_cov) + under_col * under_cov[..., None]
+    img = img * (1 - over_cov)[..., None] + over_col * over_cov[..., None]
+    return img
+
+# %% ../../nbs/31_textures.ipynb #e0e72821
 def _dotted(x, y, px, rng):
     """Many small, randomly placed dots of varying size and slightly irregular shape."""
     size = x.shape[0]
     cell = rng.uniform(0.035, 0.065)
     rad = cell * rng.uniform(0.17, 0.3)
-    wobble = _fbm(x, y, 1.0 / cell * rng.uniform(1.0, 2.0), rng, 2) * F(rad * rng.uniform(0.1, 0.45))
+    wobble = _fbm(x, y, 1.0 / cell * rng.uniform(1.0, 2.0), rng, 2) * _f32(rad * rng.uniform(0.1, 0.45))
     nk, pts = _points(x, y, cell, rng, 1.0, quad=True)
     radii = np.minimum(rad * np.exp(rng.normal(0, 0.3, nk)), cell * 0.45)
-    radii = (radii * (rng.random(nk) > rng.uniform(0.0, 0.35))).astype(F)
+    radii = (radii * (rng.random(nk) > rng.uniform(0.0, 0.35))).astype(_f32)
     which = (rng.random(nk) < (0.5 if rng.random() < 0.3 else 0.0)).astype(np.intp)
-    best = np.zeros(x.shape, F)
+    best = np.zeros(x.shape, _f32)
     idx = np.zeros(x.shape, np.intp)
     for k, dx, dy in pts:
         c = _cover(np.sqrt(dx * dx + dy * dy) + wobble - radii.take(k), px)
@@ -337,7 +450,7 @@ def _dotted(x, y, px, rng):
     pal = _palette(rng, 3, contrast=rng.uniform(0.4, 0.85))
     light_bg = rng.random() < 0.6
     bg = pal[2] if light_bg else pal[0]
-    dot_cols = np.array([pal[0] if light_bg else pal[2], pal[1]], F)
+    dot_cols = np.array([pal[0] if light_bg else pal[2], pal[1]], _f32)
     img = _solid(size, bg) * _grain_tex(x, y, rng, rng.uniform(0.0, 0.05))[..., None]
     return _mix(img, dot_cols[idx], best)
 
@@ -348,21 +461,79 @@ def _polka_dotted(x, y, px, rng):
     s = rng.uniform(0.08, 0.18)
     u, v = _warp(u, v, rng, s * rng.uniform(0.0, 0.15), rng.uniform(1.0, 2.0), 2)
     if rng.random() < 0.5:
-        du, dv = u / F(s), v / F(s)
-        d = np.hypot(du - np.round(du), dv - np.round(dv)) * F(s)
+        du, dv = u / _f32(s), v / _f32(s)
+        d = np.hypot(du - np.round(du), dv - np.round(dv)) * _f32(s)
     else:                                             # staggered (hexagonal) packing
         hs = s * SQ3
-        da = np.hypot(u - np.round(u / F(s)) * F(s), v - np.round(v / F(hs)) * F(hs))
-        ub, vb = u - F(s / 2), v - F(hs / 2)
-        db = np.hypot(ub - np.round(ub / F(s)) * F(s), vb - np.round(vb / F(hs)) * F(hs))
+        da = np.hypot(u - np.round(u / _f32(s)) * _f32(s), v - np.round(v / _f32(hs)) * _f32(hs))
+        ub, vb = u - _f32(s / 2), v - _f32(hs / 2)
+        db = np.hypot(ub - np.round(ub / _f32(s)) * _f32(s), vb - np.round(vb / _f32(hs)) * _f32(hs))
         d = np.minimum(da, db)
     r = s * rng.uniform(0.2, 0.36)
     pal = _palette(rng, 2, contrast=rng.uniform(0.45, 0.9))
     bg, fg = (pal[0], pal[1]) if rng.random() < 0.6 else (pal[1], pal[0])
-    img = _mix(bg, fg, _cover(d - F(r), px))
+    img = _mix(bg, fg, _cover(d - _f32(r), px))
     return img * _grain_tex(x, y, rng, rng.uniform(0.0, 0.05))[..., None]
 
 
+def _sprinkled(x, y, px, rng):
+    """Short, randomly oriented capsule-shaped sprinkles in bright colours on a plain ground."""
+    size = x.shape[0]
+    bg = np.array(_hsv(rng.random(), rng.uniform(0.1, 0.7),
+                       rng.uniform(0.15, 0.35) if rng.random() < 0.5 else rng.uniform(0.8, 0.97)), _f32)
+    img = _solid(size, bg) * _grain_tex(x, y, rng, 0.04)[..., None]
+    ncol = int(rng.integers(1, 7))
+    cols = np.array([_hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0)) for _ in range(ncol)], _f32)
+    cell = rng.uniform(0.045, 0.09)
+    half_len = cell * rng.uniform(0.25, 0.42)
+    half_w = half_len * rng.uniform(0.2, 0.33)
+    best = np.zeros(x.shape, _f32)
+    shade = np.ones(x.shape, _f32)
+    idx = np.zeros(x.shape, np.intp)
+    for _ in range(2):
+        nk, pts = _points(x, y, cell, rng, 0.7, quad=True)
+        ang = rng.uniform(0, TAU, nk)
+        ca, sa = np.cos(ang).astype(_f32), np.sin(ang).astype(_f32)
+        ci = rng.integers(0, ncol, nk)
+        present = (rng.random(nk) < rng.uniform(0.6, 1.0)).astype(_f32)
+        for k, dx, dy in pts:
+            c, s = ca.take(k), sa.take(k)
+            along = np.clip(dx * c + dy * s, _f32(-half_len), _f32(half_len))
+            ex, ey = dx - along * c, dy - along * s
+            dist2 = (ex * ex + ey * ey) / _f32(half_w * half_w)
+            cov = _cover(np.sqrt(dist2) * _f32(half_w) - _f32(half_w), px) * present.take(k)
+            take = cov > best
+            idx = np.where(take, ci.take(k), idx)
+            shade = np.where(take, _f32(1.0) - _f32(0.45) * np.minimum(dist2, _f32(1.0)), shade)
+            best = np.maximum(best, cov)
+    return _mix(img, cols[idx] * shade[..., None], best)
+
+
+def _bubbly(x, y, px, rng):
+    """Transparent bubbles of mixed sizes: dark rims, light inner ring, specular highlight."""
+    pal = _palette(rng, 3, contrast=rng.uniform(0.2, 0.6))
+    img = _ramp(pal[:2], _f32(0.5) + _f32(0.6) * _fbm(x, y, rng.uniform(1.5, 3), rng, 2))
+    rim_a = np.zeros(x.shape, _f32)
+    glow_a = np.zeros(x.shape, _f32)
+    spec_a = np.zeros(x.shape, _f32)
+    big = rng.uniform(0.15, 0.3)
+    for cell, p in ((big, rng.uniform(0.5, 1.0)), (big * rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.9))):
+        nk, pts = _points(x, y, cell, rng, 0.8, quad=True)
+        radii = (cell * rng.uniform(0.2, 0.5, nk) * (rng.random(nk) < p) + 1e-6).astype(_f32)
+        for k, dx, dy in pts:
+            r = radii.take(k)
+            d = np.sqrt(dx * dx + dy * dy)
+            inside = _cover(d - r, px)
+            rim_a = np.maximum(rim_a, np.clip(1 - np.abs(d - r) / (r * _f32(0.07) + _f32(px)), 0, 1))
+            glow_a = np.maximum(glow_a, _smooth(0.55, 0.97, d / r) * inside)
+            hx, hy = dx - r * _f32(0.38), dy - r * _f32(0.38)
+            s = np.clip(1 - (hx * hx + hy * hy) / (r * r * _f32(0.025) + _f32(px * px)), 0, 1)
+            spec_a = np.maximum(spec_a, s * s)
+    img = _mix(img, pal[2], glow_a * _f32(0.5))
+    img = _mix(img, pal[0] * _f32(0.5), rim_a * _f32(0.8))
+    return _mix(img, 1.0, spec_a * _f32(0.9))
+
+# %% ../../nbs/31_textures.ipynb #ec9603de
 def _honeycombed(x, y, px, rng):
     """Hexagonal cells: a wax-comb look (shaded hollow cells) or flat hexagonal tiles."""
     u, v = _rotate(x, y, _angle(rng, 0.5, 0.05))
@@ -371,11 +542,11 @@ def _honeycombed(x, y, px, rng):
     W, H = SQ3 * R, 3.0 * R
 
     def local(uu, vv):
-        i, j = np.round(uu / F(W)), np.round(vv / F(H))
-        return uu - i * F(W), vv - j * F(H), i, j
+        i, j = np.round(uu / _f32(W)), np.round(vv / _f32(H))
+        return uu - i * _f32(W), vv - j * _f32(H), i, j
 
     ax, ay, ai, aj = local(u, v)
-    bx, by, bi, bj = local(u - F(W / 2), v - F(H / 2))
+    bx, by, bi, bj = local(u - _f32(W / 2), v - _f32(H / 2))
     useb = bx * bx + by * by < ax * ax + ay * ay
     lx, ly = np.where(useb, bx, ax), np.where(useb, by, ay)
     n = 64
@@ -383,29 +554,80 @@ def _honeycombed(x, y, px, rng):
            + np.where(useb, bj, aj).astype(np.intp) % n)
     hx = np.abs(lx)
     a = SQ3 / 2 * R
-    e = F(a) - np.maximum(hx, F(0.5) * hx + F(SQ3 / 2) * np.abs(ly))   # distance to wall centre
-    tone = (rng.uniform(-1, 1, n * n) * rng.uniform(0.02, 0.12)).astype(F)[key]
+    e = _f32(a) - np.maximum(hx, _f32(0.5) * hx + _f32(SQ3 / 2) * np.abs(ly))   # distance to wall centre
+    tone = (rng.uniform(-1, 1, n * n) * rng.uniform(0.02, 0.12)).astype(_f32)[key]
     if rng.random() < 0.6:                                              # wax comb
         wall = a * rng.uniform(0.12, 0.3)
         hue = rng.uniform(0.06, 0.14) if rng.random() < 0.6 else rng.random()
-        wallc = np.array(_hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.75, 0.95)), F)
-        deep = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.45)), F)
-        depth = np.clip((e - F(wall / 2)) / F(a - wall / 2), 0, 1)
+        wallc = np.array(_hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.75, 0.95)), _f32)
+        deep = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.45)), _f32)
+        depth = np.clip((e - _f32(wall / 2)) / _f32(a - wall / 2), 0, 1)
         la = rng.uniform(0, TAU)
-        side = (F(np.cos(la)) * lx + F(np.sin(la)) * ly) / F(a)
-        inner = _mix(wallc * F(0.7), deep, depth ** F(0.35))
-        inner = inner * (F(1.0) + F(0.35) * side * (1 - depth) + tone)[..., None]
-        img = _mix(inner, wallc, _cover(e - F(wall / 2), px))
+        side = (_f32(np.cos(la)) * lx + _f32(np.sin(la)) * ly) / _f32(a)
+        inner = _mix(wallc * _f32(0.7), deep, depth ** _f32(0.35))
+        inner = inner * (_f32(1.0) + _f32(0.35) * side * (1 - depth) + tone)[..., None]
+        img = _mix(inner, wallc, _cover(e - _f32(wall / 2), px))
     else:                                                               # hexagonal tiles
         wall = max(px * 1.2, a * rng.uniform(0.04, 0.14))
         pal = _palette(rng, 3)
-        cell = _mix(pal[1], pal[2], np.clip(F(0.5) + tone * 4, 0, 1))
+        cell = _mix(pal[1], pal[2], np.clip(_f32(0.5) + tone * 4, 0, 1))
         bevel = _smooth(0.0, a * 0.35, e)
-        cell = cell * (F(0.85) + F(0.15) * bevel)[..., None]
-        img = _mix(cell, pal[0], _cover(e - F(wall / 2), px))
+        cell = cell * (_f32(0.85) + _f32(0.15) * bevel)[..., None]
+        img = _mix(cell, pal[0], _cover(e - _f32(wall / 2), px))
     return img
 
-# %% ../../nbs/31_textures.ipynb #03a1e2eb
+
+def _scaly(x, y, px, rng):
+    """Overlapping rows of round scales (fish/reptile), each with rim shading and tone."""
+    u, v = _rotate(x, y, rng.uniform(0, TAU))
+    w = rng.uniform(0.08, 0.16)
+    h = w * rng.uniform(0.4, 0.55)
+    R = w * rng.uniform(0.58, 0.72)
+    u, v = _warp(u, v, rng, w * rng.uniform(0.0, 0.15), rng.uniform(1.0, 2.0), 2)
+    j0 = np.floor((v + _f32(R)) / _f32(h))
+    found = np.zeros(x.shape, bool)
+    q = np.ones(x.shape, _f32)
+    key = np.zeros(x.shape, np.intp)
+    for m in range(int(np.ceil(2 * R / h)) + 1):
+        j = j0 - m
+        off = (j % 2) * _f32(0.5)
+        i = np.round(u / _f32(w) - off)
+        dx, dy = u - (i + off) * _f32(w), v - j * _f32(h)
+        qq = np.sqrt(dx * dx + dy * dy) / _f32(R)
+        hit = (qq < 1) & ~found
+        q = np.where(hit, qq, q)
+        key = np.where(hit, (i.astype(np.intp) % 64) * 64 + j.astype(np.intp) % 64, key)
+        found |= hit
+    pal = _palette(rng, 3, contrast=rng.uniform(0.3, 0.7))
+    tone = rng.uniform(0, 1, 4096).astype(_f32)[key] * _f32(rng.uniform(0.2, 0.8))
+    col = _ramp(pal[1:], tone)
+    shade = _f32(1.0) - _f32(0.35) * _smooth(0.55, 1.0, q) - _f32(0.4) * _smooth(0.9, 1.0, q)
+    img = col * shade[..., None]
+    return img * _grain_tex(x, y, rng, 0.05)[..., None]
+
+
+def _cracked(x, y, px, rng):
+    """A network of thin dark cracks (warped Voronoi edges, two scales) on a rough surface."""
+    size = x.shape[0]
+    cell = rng.uniform(0.1, 0.28)
+    pal = _palette(rng, 3, contrast=rng.uniform(0.25, 0.6), sat=rng.uniform(0.05, 0.6))
+    xw, yw = _warp(x, y, rng, cell * rng.uniform(0.15, 0.35), 1.0 / cell * 0.8, 2)
+    f1, f2, key, nk = _worley(xw, yw, cell, rng, 1.0)
+    e = (f2 - f1) * _f32(0.5)
+    wvar = _f32(0.6) + _f32(0.8) * np.abs(_perlin(x, y, 1.0 / cell * 2, rng))
+    width = _f32(px * rng.uniform(1.0, 2.8) * (size / 256) ** 0.5) * wvar
+    crack = _cover(e - width / 2, px)
+    g1, g2, _, _ = _worley(xw, yw, cell / rng.uniform(2.2, 3.5), rng, 1.0)
+    mask = _smooth(-0.1, 0.3, _perlin(x, y, 1.0 / cell, rng))
+    crack2 = _cover((g2 - g1) * _f32(0.5) - _f32(px * 0.5), px) * mask * _f32(rng.uniform(0.5, 0.9))
+    tone = (rng.uniform(-1, 1, nk) * rng.uniform(0.02, 0.08)).astype(_f32)[key]
+    base = _ramp(pal[1:], _f32(0.5) + _f32(0.5) * _fbm(x, y, rng.uniform(3, 8), rng, 2))
+    shade = _f32(1.0) + tone - _f32(0.25) * np.exp(-e / _f32(px * 4 + cell * 0.02))
+    img = base * (shade * _grain_tex(x, y, rng, rng.uniform(0.04, 0.12)))[..., None]
+    img = _mix(img, pal[0] * _f32(0.5), np.maximum(crack, crack2))
+    return img
+
+# %% ../../nbs/31_textures.ipynb #3a23f817
 def _swirly(x, y, px, rng):
     """Stripes twisted by several vortices into spirals and swirls."""
     u, v = _warp(x, y, rng, rng.uniform(0.0, 0.04), 2.0, 2)
@@ -413,18 +635,18 @@ def _swirly(x, y, px, rng):
         cx, cy = rng.uniform(-0.6, 0.6, 2)
         rad = rng.uniform(0.12, 0.35)
         strength = rng.choice([-1.0, 1.0]) * rng.uniform(2.5, 6.0)
-        dx, dy = u - F(cx), v - F(cy)
-        ang = F(strength) * np.exp(-(dx * dx + dy * dy) / F(rad * rad))
+        dx, dy = u - _f32(cx), v - _f32(cy)
+        ang = _f32(strength) * np.exp(-(dx * dx + dy * dy) / _f32(rad * rad))
         c, s = np.cos(ang), np.sin(ang)
-        u, v = F(cx) + c * dx - s * dy, F(cy) + s * dx + c * dy
+        u, v = _f32(cx) + c * dx - s * dy, _f32(cy) + s * dx + c * dy
     period = rng.uniform(0.05, 0.11)
     th = rng.uniform(0, np.pi)
-    t = (F(np.cos(th)) * u + F(np.sin(th)) * v) / F(period)
+    t = (_f32(np.cos(th)) * u + _f32(np.sin(th)) * v) / _f32(period)
     gy, gx = np.gradient(t)
-    fade = np.clip(F(1.6) - F(4.0) * np.sqrt(gx * gx + gy * gy), 0, 1)[..., None]   # anti-moire
+    fade = np.clip(_f32(1.6) - _f32(4.0) * np.sqrt(gx * gx + gy * gy), 0, 1)[..., None]   # anti-moire
     pal = _palette(rng, 3)
     if rng.random() < 0.5:
-        m = F(0.5) + F(0.5) * np.sin(F(TAU) * t)
+        m = _f32(0.5) + _f32(0.5) * np.sin(_f32(TAU) * t)
         m = _smooth(0.5 - 0.5 * rng.uniform(0.2, 1.0), 0.5 + 0.5 * rng.uniform(0.2, 1.0), m)
         img, mean = _mix(pal[0], pal[2], m), (pal[0] + pal[2]) / 2
     else:
@@ -440,145 +662,44 @@ def _marbled(x, y, px, rng):
     qx = _fbm(u, v, f0, rng, 3)
     qy = _fbm(u, v, f0, rng, 3)
     A = rng.uniform(0.4, 1.0)
-    r = _fbm(u + F(A) * qx, v + F(A) * qy, f0 * rng.uniform(0.8, 1.5), rng, 3)
+    r = _fbm(u + _f32(A) * qx, v + _f32(A) * qy, f0 * rng.uniform(0.8, 1.5), rng, 3)
     period = rng.uniform(0.15, 0.35)
-    t = (u + F(rng.uniform(0.4, 1.0)) * r + F(0.3) * qx) / F(period)
-    s = F(0.5) + F(0.5) * np.sin(F(TAU) * t)
+    t = (u + _f32(rng.uniform(0.4, 1.0)) * r + _f32(0.3) * qx) / _f32(period)
+    s = _f32(0.5) + _f32(0.5) * np.sin(_f32(TAU) * t)
     pal = _palette(rng, 3, contrast=rng.uniform(0.3, 0.8))
     if rng.random() < 0.5:
         pal = pal[::-1]
     img = _ramp(pal, s * s)
     d = np.abs(t - np.round(t))
-    vein = np.exp(-(d / F(rng.uniform(0.015, 0.05))) ** 2)
-    img = _mix(img, pal[0] * F(0.6), vein * F(rng.uniform(0.3, 0.9)))
+    vein = np.exp(-(d / _f32(rng.uniform(0.015, 0.05))) ** 2)
+    img = _mix(img, pal[0] * _f32(0.6), vein * _f32(rng.uniform(0.3, 0.9)))
     return img * _grain_tex(x, y, rng, rng.uniform(0.0, 0.05))[..., None]
 
 
-def _cracked(x, y, px, rng):
-    """A network of thin dark cracks (warped Voronoi edges, two scales) on a rough surface."""
-    size = x.shape[0]
-    cell = rng.uniform(0.1, 0.28)
-    pal = _palette(rng, 3, contrast=rng.uniform(0.25, 0.6), sat=rng.uniform(0.05, 0.6))
-    xw, yw = _warp(x, y, rng, cell * rng.uniform(0.15, 0.35), 1.0 / cell * 0.8, 2)
-    f1, f2, key, nk = _worley(xw, yw, cell, rng, 1.0)
-    e = (f2 - f1) * F(0.5)
-    wvar = F(0.6) + F(0.8) * np.abs(_perlin(x, y, 1.0 / cell * 2, rng))
-    width = F(px * rng.uniform(1.0, 2.8) * (size / 256) ** 0.5) * wvar
-    crack = _cover(e - width / 2, px)
-    g1, g2, _, _ = _worley(xw, yw, cell / rng.uniform(2.2, 3.5), rng, 1.0)
-    mask = _smooth(-0.1, 0.3, _perlin(x, y, 1.0 / cell, rng))
-    crack2 = _cover((g2 - g1) * F(0.5) - F(px * 0.5), px) * mask * F(rng.uniform(0.5, 0.9))
-    tone = (rng.uniform(-1, 1, nk) * rng.uniform(0.02, 0.08)).astype(F)[key]
-    base = _ramp(pal[1:], F(0.5) + F(0.5) * _fbm(x, y, rng.uniform(3, 8), rng, 2))
-    shade = F(1.0) + tone - F(0.25) * np.exp(-e / F(px * 4 + cell * 0.02))
-    img = base * (shade * _grain_tex(x, y, rng, rng.uniform(0.04, 0.12)))[..., None]
-    img = _mix(img, pal[0] * F(0.5), np.maximum(crack, crack2))
-    return img
-
-# %% ../../nbs/31_textures.ipynb #ef8d87ab
-def _woven(x, y, px, rng):
-    """Over-under interlaced strips (plain, basket or twill weave) with shading and fibres."""
-    u, v = _rotate(x, y, _angle(rng, 0.7, 0.06))
-    s = rng.uniform(0.04, 0.1)
-    u, v = _warp(u, v, rng, s * rng.uniform(0.03, 0.25), rng.uniform(1.0, 3.0), 2)
-    gu, gv = u / F(s), v / F(s)
-    fi, fj = np.floor(gu), np.floor(gv)
-    fu, fv = gu - fi, gv - fj
-    i, j = fi.astype(np.intp), fj.astype(np.intp)
-    kind = rng.integers(3)
-    if kind == 0:
-        top_h = (i + j) % 2 == 0
-    elif kind == 1:
-        top_h = (i // 2 + j // 2) % 2 == 0
-    else:
-        top_h = (i - j) % 4 < 2
-    half = 0.5 - rng.uniform(0.03, 0.12)
-    dh, dv = np.abs(fv - F(0.5)), np.abs(fu - F(0.5))
-    cov_h = _cover((dh - F(half)) * F(s), px)
-    cov_v = _cover((dv - F(half)) * F(s), px)
-    ph = np.sqrt(np.clip(1 - (dh / F(half)) ** 2, 0, 1))
-    pv = np.sqrt(np.clip(1 - (dv / F(half)) ** 2, 0, 1))
-    nfib = rng.uniform(3, 8)
-    fib_h = F(1.0) + F(0.07) * np.sin(F(TAU * nfib) * fv + F(3.0) * _perlin(u, v, 1.0 / s, rng))
-    fib_v = F(1.0) + F(0.07) * np.sin(F(TAU * nfib) * fu)
-    sh_h = (F(0.5) + F(0.5) * ph) * (F(0.78) + F(0.22) * np.sin(F(np.pi) * fu)) * fib_h
-    sh_v = (F(0.5) + F(0.5) * pv) * (F(0.78) + F(0.22) * np.sin(F(np.pi) * fv)) * fib_v
-    pal = _palette(rng, 3, contrast=rng.uniform(0.2, 0.7))
-    col_h = pal[2]
-    col_v = pal[2] if rng.random() < 0.4 else pal[1]
-    gapc = pal[0] * F(0.4)
-    over_cov = np.where(top_h, cov_h, cov_v)
-    under_cov = np.where(top_h, cov_v, cov_h)
-    over_sh = np.where(top_h, sh_h, sh_v)[..., None]
-    under_sh = np.where(top_h, sh_v, sh_h)[..., None] * F(0.75)
-    top3 = top_h[..., None]
-    over_col = np.where(top3, col_h, col_v) * over_sh
-    under_col = np.where(top3, col_v, col_h) * under_sh
-    img = _mix(_solid(x.shape[0], gapc), 0, under_cov) + under_col * under_cov[..., None]
-    img = img * (1 - over_cov)[..., None] + over_col * over_cov[..., None]
-    return img
-
-
-def _crosshatched(x, y, px, rng):
-    """Two sets of crossing, pen-like hatch lines (jittered, wobbly, uneven ink) on paper."""
-    size = x.shape[0]
-    if rng.random() < 0.75:                        # ink on paper
-        paper = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.82, 0.97)), F)
-        ink = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.05, 0.35)), F)
-    else:
-        pal = _palette(rng, 2, contrast=rng.uniform(0.4, 0.8))
-        paper, ink = pal[1], pal[0]
-    img = _solid(size, paper) * _grain_tex(x, y, rng, rng.uniform(0.01, 0.05))[..., None]
-    ink_ratio = 1 - ink / np.maximum(paper, 1e-3)
-    th1 = rng.choice([np.pi / 4, 3 * np.pi / 4]) + rng.normal(0, 0.2)     # mostly diagonal
-    th2 = th1 + rng.choice([-1.0, 1.0]) * rng.uniform(0.32 * np.pi, 0.5 * np.pi)
-    spacing = rng.uniform(0.022, 0.05)
-    base_w = px * rng.uniform(0.8, 1.3) + rng.uniform(0.001, 0.004)
-    for th in (th1, th2):
-        u, v = _rotate(x, y, th)
-        u = u + F(spacing * rng.uniform(0.03, 0.12)) * _perlin(u, v, rng.uniform(2, 5), rng)
-        t = u / F(spacing)
-        fw = rng.uniform(3, 7)
-        t = t + F(rng.uniform(0.05, 0.12)) * _perlin(t / F(fw), v, fw, rng)   # each line wobbles
-        k = np.floor(t + F(0.5))
-        k0 = float(k.min())
-        kk = (k - F(k0)).astype(np.intp)
-        nl = int(k.max() - k0) + 1
-        jit = rng.normal(0, 0.07, nl).astype(F)
-        wid = (base_w * rng.uniform(0.75, 1.25, nl)).astype(F)
-        d = np.abs(t - k - jit.take(kk)) * F(spacing)
-        cov = _cover(d - wid.take(kk) / 2, px)
-        f = rng.uniform(3, 8)
-        along = _perlin(t / F(f), v, f, rng)                       # pressure varies along each line
-        dens = np.clip(rng.uniform(0.6, 1.1, nl).astype(F).take(kk) + F(0.6) * along, 0.0, 1)
-        img = img * (1 - (cov * dens)[..., None] * ink_ratio)
-    return img
-
-# %% ../../nbs/31_textures.ipynb #33b76156
 def _veined_marble(x, y, px, rng):
     """Stone with thin, long, winding veins that fork and rejoin (nested noise level sets)."""
     size = x.shape[0]
     pal = _palette(rng, 3, contrast=rng.uniform(0.1, 0.3), sat=rng.uniform(0.0, 0.35))
-    base = _ramp(pal, F(0.5) + F(0.7) * _fbm(x, y, rng.uniform(1.5, 4), rng, 3))
+    base = _ramp(pal, _f32(0.5) + _f32(0.7) * _fbm(x, y, rng.uniform(1.5, 4), rng, 3))
     dark = rng.random() < 0.7
-    vein_col = (np.array(_hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.35)), F) if dark
-                else np.array(_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.85, 1.0)), F))
-    base = base * F(0.55) if not dark else F(0.5) + F(0.5) * base       # keep veins visible
+    vein_col = (np.array(_hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.35)), _f32) if dark
+                else np.array(_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.85, 1.0)), _f32))
+    base = base * _f32(0.55) if not dark else _f32(0.5) + _f32(0.5) * base       # keep veins visible
     u, v = _rotate(x, y, rng.uniform(0, np.pi))
-    u = u * F(rng.uniform(0.25, 0.6))                                   # veins run along u
+    u = u * _f32(rng.uniform(0.25, 0.6))                                   # veins run along u
     u, v = _warp(u, v, rng, rng.uniform(0.04, 0.1), rng.uniform(1.0, 2.0), 2)
     u, v = _warp(u, v, rng, rng.uniform(0.008, 0.02), rng.uniform(6.0, 12.0), 2)     # jagged
     f = rng.uniform(1.5, 3.0)
     field = _fbm(u, v, f, rng, 2)
     width = rng.uniform(1.2, 3.0) * size / 256 + 0.6
-    wvar = F(0.5) + np.abs(_perlin(u, v, 3.0, rng))
+    wvar = _f32(0.5) + np.abs(_perlin(u, v, 3.0, rng))
     img = base
     for level in range(3):
         gy, gx = np.gradient(field)
-        d = np.abs(field) / (np.sqrt(gx * gx + gy * gy) + F(1e-6))        # pixels to contour
-        cov = np.clip(F(0.5) - (d - F(width / 2) * wvar), 0, 1) * F(0.95 - 0.2 * level)
+        d = np.abs(field) / (np.sqrt(gx * gx + gy * gy) + _f32(1e-6))        # pixels to contour
+        cov = np.clip(_f32(0.5) - (d - _f32(width / 2) * wvar), 0, 1) * _f32(0.95 - 0.2 * level)
         img = _mix(img, vein_col, cov)
-        field = field + F(0.3) * _fbm(u, v, f * (2.0 + level), rng, 2)
+        field = field + _f32(0.3) * _fbm(u, v, f * (2.0 + level), rng, 2)
         width = max(width * 0.6, 0.9)
     return img
 
@@ -586,27 +707,27 @@ def _veined_marble(x, y, px, rng):
 def _veined_leaf(x, y, px, rng):
     """Leaf venation: curved midrib, angled secondary veins and a fine reticulate network."""
     u, v = _rotate(x, y, rng.uniform(0, TAU))
-    u = u - F(rng.uniform(-0.25, 0.25)) - F(rng.uniform(-0.6, 0.6)) * v * v
+    u = u - _f32(rng.uniform(-0.25, 0.25)) - _f32(rng.uniform(-0.6, 0.6)) * v * v
     au = np.abs(u)
     alpha = rng.uniform(0.6, 1.05)
     sp = rng.uniform(0.07, 0.15)
-    t = (v - F(1.0 / np.tan(alpha)) * au ** F(0.85)) / F(sp)
-    t = t + F(0.15) * _perlin(u, v, 3.0, rng)
-    d_sec = np.abs(t - np.round(t)) * F(sp * np.sin(alpha))
+    t = (v - _f32(1.0 / np.tan(alpha)) * au ** _f32(0.85)) / _f32(sp)
+    t = t + _f32(0.15) * _perlin(u, v, 3.0, rng)
+    d_sec = np.abs(t - np.round(t)) * _f32(sp * np.sin(alpha))
     w0 = rng.uniform(0.006, 0.012) + px
-    w_sec = np.maximum(F(w0) * (1 - au * F(1.3)), F(px * 0.8))
+    w_sec = np.maximum(_f32(w0) * (1 - au * _f32(1.3)), _f32(px * 0.8))
     sec = _cover(d_sec - w_sec / 2, px)
-    mid = _cover(au - F(w0 * 1.4), px)
+    mid = _cover(au - _f32(w0 * 1.4), px)
     cell = sp * rng.uniform(0.25, 0.45)
     xw, yw = _warp(u, v, rng, cell * 0.2, 1.0 / cell * 0.5, 2)
     f1, f2, _, _ = _worley(xw, yw, cell, rng)
-    net = _cover((f2 - f1) * F(0.5) - F(px * 0.45), px) * F(0.6)
+    net = _cover((f2 - f1) * _f32(0.5) - _f32(px * 0.45), px) * _f32(0.6)
     r = rng.random()
     hue = rng.uniform(0.2, 0.38) if r < 0.5 else (rng.uniform(0.0, 0.13) if r < 0.8 else rng.random())
-    leaf = np.array(_hsv(hue, rng.uniform(0.4, 0.9), rng.uniform(0.25, 0.6)), F)
-    vein = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.1, 0.5), rng.uniform(0.6, 0.95)), F)
-    img = leaf * (_grain_tex(x, y, rng, 0.08) * (F(1.0) + F(0.08) * _fbm(x, y, 3.0, rng, 2)))[..., None]
-    img = _mix(img, vein * F(0.85), net)
+    leaf = np.array(_hsv(hue, rng.uniform(0.4, 0.9), rng.uniform(0.25, 0.6)), _f32)
+    vein = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.1, 0.5), rng.uniform(0.6, 0.95)), _f32)
+    img = leaf * (_grain_tex(x, y, rng, 0.08) * (_f32(1.0) + _f32(0.08) * _fbm(x, y, 3.0, rng, 2)))[..., None]
+    img = _mix(img, vein * _f32(0.85), net)
     img = _mix(img, vein, np.maximum(sec, mid))
     return img
 
@@ -614,143 +735,6 @@ def _veined_leaf(x, y, px, rng):
 def _veined(x, y, px, rng):
     """Thin branching vein lines: marble-like stone veins or leaf venation."""
     return _veined_marble(x, y, px, rng) if rng.random() < 0.5 else _veined_leaf(x, y, px, rng)
-
-
-def _bubbly(x, y, px, rng):
-    """Transparent bubbles of mixed sizes: dark rims, light inner ring, specular highlight."""
-    pal = _palette(rng, 3, contrast=rng.uniform(0.2, 0.6))
-    img = _ramp(pal[:2], F(0.5) + F(0.6) * _fbm(x, y, rng.uniform(1.5, 3), rng, 2))
-    rim_a = np.zeros(x.shape, F)
-    glow_a = np.zeros(x.shape, F)
-    spec_a = np.zeros(x.shape, F)
-    big = rng.uniform(0.15, 0.3)
-    for cell, p in ((big, rng.uniform(0.5, 1.0)), (big * rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.9))):
-        nk, pts = _points(x, y, cell, rng, 0.8, quad=True)
-        radii = (cell * rng.uniform(0.2, 0.5, nk) * (rng.random(nk) < p) + 1e-6).astype(F)
-        for k, dx, dy in pts:
-            r = radii.take(k)
-            d = np.sqrt(dx * dx + dy * dy)
-            inside = _cover(d - r, px)
-            rim_a = np.maximum(rim_a, np.clip(1 - np.abs(d - r) / (r * F(0.07) + F(px)), 0, 1))
-            glow_a = np.maximum(glow_a, _smooth(0.55, 0.97, d / r) * inside)
-            hx, hy = dx - r * F(0.38), dy - r * F(0.38)
-            s = np.clip(1 - (hx * hx + hy * hy) / (r * r * F(0.025) + F(px * px)), 0, 1)
-            spec_a = np.maximum(spec_a, s * s)
-    img = _mix(img, pal[2], glow_a * F(0.5))
-    img = _mix(img, pal[0] * F(0.5), rim_a * F(0.8))
-    return _mix(img, 1.0, spec_a * F(0.9))
-
-# %% ../../nbs/31_textures.ipynb #9b1d8ce8
-def _sprinkled(x, y, px, rng):
-    """Short, randomly oriented capsule-shaped sprinkles in bright colours on a plain ground."""
-    size = x.shape[0]
-    bg = np.array(_hsv(rng.random(), rng.uniform(0.1, 0.7),
-                       rng.uniform(0.15, 0.35) if rng.random() < 0.5 else rng.uniform(0.8, 0.97)), F)
-    img = _solid(size, bg) * _grain_tex(x, y, rng, 0.04)[..., None]
-    ncol = int(rng.integers(1, 7))
-    cols = np.array([_hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0)) for _ in range(ncol)], F)
-    cell = rng.uniform(0.045, 0.09)
-    half_len = cell * rng.uniform(0.25, 0.42)
-    half_w = half_len * rng.uniform(0.2, 0.33)
-    best = np.zeros(x.shape, F)
-    shade = np.ones(x.shape, F)
-    idx = np.zeros(x.shape, np.intp)
-    for _ in range(2):
-        nk, pts = _points(x, y, cell, rng, 0.7, quad=True)
-        ang = rng.uniform(0, TAU, nk)
-        ca, sa = np.cos(ang).astype(F), np.sin(ang).astype(F)
-        ci = rng.integers(0, ncol, nk)
-        present = (rng.random(nk) < rng.uniform(0.6, 1.0)).astype(F)
-        for k, dx, dy in pts:
-            c, s = ca.take(k), sa.take(k)
-            along = np.clip(dx * c + dy * s, F(-half_len), F(half_len))
-            ex, ey = dx - along * c, dy - along * s
-            dist2 = (ex * ex + ey * ey) / F(half_w * half_w)
-            cov = _cover(np.sqrt(dist2) * F(half_w) - F(half_w), px) * present.take(k)
-            take = cov > best
-            idx = np.where(take, ci.take(k), idx)
-            shade = np.where(take, F(1.0) - F(0.45) * np.minimum(dist2, F(1.0)), shade)
-            best = np.maximum(best, cov)
-    return _mix(img, cols[idx] * shade[..., None], best)
-
-
-def _stratified(x, y, px, rng):
-    """Many thin, irregular sedimentary layers with streaky texture and relief shading."""
-    size = x.shape[0]
-    u, v = _rotate(x, y, rng.normal(0, 0.3) + (np.pi / 2 if rng.random() < 0.3 else 0.0))
-    v = v + F(rng.uniform(0.0, 0.12)) * _fbm(u, v, rng.uniform(0.5, 1.5), rng, 2)
-    v = v + F(rng.uniform(0.0, 0.01)) * _perlin(u, v, 8.0, rng)
-    mean_w = rng.uniform(0.015, 0.05)
-    w = mean_w * np.exp(rng.normal(0, 0.6, 200))
-    edges = (np.cumsum(w) - 0.85 - rng.uniform(0, 0.2)).astype(F)
-    k = np.searchsorted(edges, v)
-    hue = rng.uniform(0.02, 0.14) if rng.random() < 0.75 else rng.random()
-    pal = _palette(rng, 3, contrast=rng.uniform(0.25, 0.6), hue=hue, sat=rng.uniform(0.1, 0.55))
-    tab = rng.random(len(edges) + 1).astype(F)
-    hard = rng.uniform(0.75, 1.1, len(edges) + 1).astype(F)
-    img = _ramp(pal, tab[k]) * hard[k][..., None]
-    s = rng.uniform(0.3, 1.5) * size / 256
-    img = ndimage.gaussian_filter(img, (s, s, 0), truncate=2.5)
-    streak = _fbm(u * F(0.15), v, rng.uniform(25, 60), rng, 2)
-    return img * (F(1.0) + F(0.12) * streak)[..., None] * _grain_tex(x, y, rng, 0.08)[..., None]
-
-
-def _meshed(x, y, px, rng):
-    """Net / mesh: two sets of thick, rounded strands with open holes, often diagonal."""
-    if rng.random() < 0.4:                            # square mesh seen as diamonds
-        base, half = rng.normal(0, 0.12) + rng.integers(2) * np.pi / 2, np.pi / 4
-    else:
-        base, half = rng.uniform(0, np.pi), rng.uniform(np.pi / 6, np.pi / 3.3)
-    spacing = rng.uniform(0.06, 0.14)
-    wfrac = rng.uniform(0.15, 0.32)
-    xw, yw = _warp(x, y, rng, spacing * rng.uniform(0.05, 0.3), rng.uniform(1.0, 2.5), 2)
-    pal = _palette(rng, 3, contrast=rng.uniform(0.4, 0.85))
-    if rng.random() < 0.6:
-        img = _ramp(pal[:1].repeat(2, 0) * [[0.4], [1.0]],
-                    F(0.5) + F(0.6) * _fbm(x, y, rng.uniform(1.5, 3), rng, 2))
-        strand = pal[2]
-    else:
-        img = _solid(x.shape[0], pal[2]) * _grain_tex(x, y, rng, 0.05)[..., None]
-        strand = pal[0]
-    w = spacing * wfrac
-    for th in (base + half, base - half):
-        u, _ = _rotate(xw, yw, th)
-        t = u / F(spacing)
-        d = np.abs(t - np.round(t)) * F(spacing)
-        prof = np.sqrt(np.clip(1 - (d / F(w / 2)) ** 2, 0, 1))
-        shadow = _cover(d - F(w * 0.75), px) * F(0.3)
-        img = img * (1 - shadow)[..., None]
-        img = _mix(img, strand * (F(0.55) + F(0.45) * prof)[..., None], _cover(d - F(w / 2), px))
-    return img
-
-# %% ../../nbs/31_textures.ipynb #23c9535e
-def _scaly(x, y, px, rng):
-    """Overlapping rows of round scales (fish/reptile), each with rim shading and tone."""
-    u, v = _rotate(x, y, rng.uniform(0, TAU))
-    w = rng.uniform(0.08, 0.16)
-    h = w * rng.uniform(0.4, 0.55)
-    R = w * rng.uniform(0.58, 0.72)
-    u, v = _warp(u, v, rng, w * rng.uniform(0.0, 0.15), rng.uniform(1.0, 2.0), 2)
-    j0 = np.floor((v + F(R)) / F(h))
-    found = np.zeros(x.shape, bool)
-    q = np.ones(x.shape, F)
-    key = np.zeros(x.shape, np.intp)
-    for m in range(int(np.ceil(2 * R / h)) + 1):
-        j = j0 - m
-        off = (j % 2) * F(0.5)
-        i = np.round(u / F(w) - off)
-        dx, dy = u - (i + off) * F(w), v - j * F(h)
-        qq = np.sqrt(dx * dx + dy * dy) / F(R)
-        hit = (qq < 1) & ~found
-        q = np.where(hit, qq, q)
-        key = np.where(hit, (i.astype(np.intp) % 64) * 64 + j.astype(np.intp) % 64, key)
-        found |= hit
-    pal = _palette(rng, 3, contrast=rng.uniform(0.3, 0.7))
-    tone = rng.uniform(0, 1, 4096).astype(F)[key] * F(rng.uniform(0.2, 0.8))
-    col = _ramp(pal[1:], tone)
-    shade = F(1.0) - F(0.35) * _smooth(0.55, 1.0, q) - F(0.4) * _smooth(0.9, 1.0, q)
-    img = col * shade[..., None]
-    return img * _grain_tex(x, y, rng, 0.05)[..., None]
 
 
 def _wrinkled(x, y, px, rng):
@@ -763,19 +747,37 @@ def _wrinkled(x, y, px, rng):
     hgt = 0.0
     amp = 1.0
     for _ in range(3):
-        hgt = hgt - F(amp) * np.abs(_perlin(u / F(stretch), v, f, rng))
+        hgt = hgt - _f32(amp) * np.abs(_perlin(u / _f32(stretch), v, f, rng))
         amp *= 0.4
         f *= 2.1
     gy, gx = np.gradient(hgt)
-    depth = F(rng.uniform(0.06, 0.1) * size)
+    depth = _f32(rng.uniform(0.06, 0.1) * size)
     nx, ny = -gx * depth, -gy * depth
     la, el = rng.uniform(0, TAU), rng.uniform(0.5, 1.0)
     lx, ly, lz = np.cos(la) * np.sin(el), np.sin(la) * np.sin(el), np.cos(el)
-    shade = (nx * F(lx) + ny * F(ly) + F(lz)) / np.sqrt(nx * nx + ny * ny + 1)
+    shade = (nx * _f32(lx) + ny * _f32(ly) + _f32(lz)) / np.sqrt(nx * nx + ny * ny + 1)
     colour = _palette(rng, 2, contrast=0.3)[1]
-    return colour * (F(0.25) + F(0.85) * np.clip(shade, 0, 1))[..., None]
+    return colour * (_f32(0.25) + _f32(0.85) * np.clip(shade, 0, 1))[..., None]
 
+# %% ../../nbs/31_textures.ipynb #027ba662
+def _finish(img, x, y, rng, blur=1.0, grain=1.0):
+    """Photographic finish: lighting gradient + blotches, slight blur, sensor grain, uint8."""
+    size = img.shape[0]
+    a = rng.uniform(0.0, TAU)
+    light = (_f32(1.0)
+             + _f32(rng.uniform(0.03, 0.18)) * (_f32(np.cos(a)) * x + _f32(np.sin(a)) * y)
+             + _f32(rng.uniform(0.01, 0.05)) * _perlin(x, y, rng.uniform(0.8, 2.0), rng)
+             - _f32(rng.uniform(0.0, 0.25)) * (x * x + y * y))
+    img = img * light[..., None]
+    sigma = blur * rng.uniform(0.3, 0.8) * (size / 256) ** 0.5
+    if sigma > 0.05:
+        img = ndimage.gaussian_filter(img, sigma=(sigma, sigma, 0), truncate=3.0)
+    g = grain * rng.uniform(0.004, 0.022)
+    noise = rng.standard_normal((size, size), dtype=_f32) * _f32(g)
+    img = img + noise[..., None]
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
+# %% ../../nbs/31_textures.ipynb #8c1f84b5
 _GENERATORS = {
     "banded": _banded,
     "bubbly": _bubbly,
@@ -799,7 +801,7 @@ _GENERATORS = {
     "zigzagged": _zigzagged,
 }
 
-# %% ../../nbs/31_textures.ipynb #9b6b45fb
+
 TEXTURE_CATEGORIES: tuple[str, ...] = tuple(_GENERATORS)
 
 _FINISH = {"crosshatched": (0.6, 0.7), "grid": (0.7, 1.0), "dotted": (0.8, 1.0)}
@@ -821,6 +823,6 @@ def texture(category: str, size: int, rng: np.random.Generator) -> np.ndarray:
         raise TypeError("rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed))")
     size = int(size)
     x, y = _coords(size)
-    img = np.asarray(gen(x, y, 1.0 / size, rng), F)
+    img = np.asarray(gen(x, y, 1.0 / size, rng), _f32)
     blur, grain = _FINISH.get(category, (1.0, 1.0))
     return _finish(img, x, y, rng, blur, grain)
