@@ -87,7 +87,7 @@ def _validated(values: dict, ranges: dict) -> dict:
         out[k] = int(round(v)) if k in _INT_FACTORS else v
     return out
 
-# %% ../../nbs/32_portraits.ipynb #8323c7bf
+# %% ../../nbs/32_portraits.ipynb #0ade62e6
 def _quad(p0, c, p1, n: int = 10) -> np.ndarray:
     """Quadratic Bezier from p0 to p1 with control c, n points."""
     t = np.linspace(0.0, 1.0, n)[:, None]
@@ -107,7 +107,7 @@ def _inside_ellipse(p: np.ndarray, a: float, b: float, cy: float, k: float = 0.9
     s = np.minimum(1.0, k / np.maximum(r, 1e-9))
     return np.column_stack([p[:, 0] * s, cy + (p[:, 1] - cy) * s])
 
-
+# %% ../../nbs/32_portraits.ipynb #c9ae0986
 def _geometry(st: dict, ct: dict) -> SimpleNamespace:
     """Face proportions (head units) from face_roundness, eye_size/shape, expression."""
     r, e = st["face_roundness"], ct["expression"]
@@ -146,7 +146,7 @@ def _jaw_line(g) -> np.ndarray:
     right = np.vstack([[(g.rx, -0.02)], jaw_r])
     return np.vstack([right * [-1, 1], right[::-1][1:]])
 
-
+# %% ../../nbs/32_portraits.ipynb #3f216753
 def _bangs(g, st: dict, rng) -> SimpleNamespace:
     """Front hair cap: arc over the skull, zig-zag of pointed locks over the forehead."""
     fine = st["hair_lock_fineness"]
@@ -235,19 +235,23 @@ class _Palette:
     """HSV -> RGB with the artist's hue rotation and warm/cool colour cast."""
 
     def __init__(self, shift: float):
+        """Hue rotation (a fraction of a turn), cast amount and cast colour from palette_shift in −1..1."""
         self.rot = shift * 25.0 / 360.0
         self.amt = 0.22 * abs(shift)
         self.cast = np.array((1.0, 0.62, 0.3) if shift >= 0 else (0.3, 0.6, 1.0))
 
     def rgbf(self, h, s, v) -> np.ndarray:
+        """HSV (hue wrapping, s and v clipped to 0..1) -> RGB floats in 0..1, rotated and cast."""
         rgb = np.array(colorsys.hsv_to_rgb((h + self.rot) % 1.0, min(max(s, 0), 1), min(max(v, 0), 1)))
         return rgb * (1 - self.amt) + self.amt * self.cast * rgb.max()
 
     def __call__(self, h, s, v) -> tuple:
+        """HSV -> RGB tuple of 0..255 ints."""
         return tuple(int(round(x * 255)) for x in self.rgbf(h, s, v))
 
 
 def _mix(c0, c1, t: float) -> tuple:
+    """Blend two RGB tuples: t = 0 gives c0, t = 1 gives c1."""
     return tuple(int(round(a + (b - a) * t)) for a, b in zip(c0, c1))
 
 
@@ -256,11 +260,43 @@ def _shadow_factor(depth: float) -> tuple:
     f = 1.0 - depth * np.array((1.0, 1.05, 0.78))
     return tuple(int(round(x * 255)) for x in np.clip(f, 0, 1))
 
+# %% ../../nbs/32_portraits.ipynb #8a5b151e
+class _Colours:
+    """The portrait's named colours: skin and its shades, hair, lines and lashes (a base of `_Renderer`)."""
+
+    def _colours(self) -> None:
+        """Name the skin, hair, line and lash colours from the palette, hair_hue and hair_value_contrast."""
+        P, ct, c = self.pal, self.ct, self.c
+        hh = ct["hair_hue"]
+        self.skin = P(0.055, 0.17, 1.0)
+        self.skin_sh = P(0.015, 0.27, 0.94)
+        self.skin_sh2 = P(0.99, 0.36, 0.85)
+        self.skin_hi = P(0.09, 0.06, 1.0)
+        self.skin_line = P(0.02, 0.6, 0.42)
+        self.hair_hsv = (hh, 0.48, 0.8)
+        self.hair = P(*self.hair_hsv)
+        self.hair_line = P(hh, 0.65, 0.27)
+        self.hair_hi = _mix(self.hair, P(hh, 0.1, 1.0), 0.2 + 0.75 * c)
+        self.hair_sh = _shadow_factor(0.12 + 0.3 * c)
+        self.lash = P(0.02, 0.5, 0.14)
+
+    def lock_colour(self) -> tuple:
+        """One lock's colour: the hair colour jittered in hue, saturation and value by the contrast (draws the RNG)."""
+        h, s, v = self.hair_hsv
+        u = self.rng.uniform(-1, 1)
+        return self.pal(h + 0.015 * u * self.c, s * (1 - 0.12 * u * self.c), v * (1 + 0.3 * u * self.c))
+
+# %% ../../nbs/32_portraits.ipynb #62e9efdb
+def _supersample(size: int) -> int:
+    """Supersampling factor of the canvas: 4 up to 96 px, 3 up to 176 px, 2 above."""
+    return 4 if size <= 96 else (3 if size <= 176 else 2)
+
 # %% ../../nbs/32_portraits.ipynb #54fc1dd3
-class _Renderer:
-    """Draws one portrait on a supersampled canvas."""
+class _Canvas(_Colours):
+    """Supersampled canvas, pose, shapes and colours of one portrait, and the drawing primitives."""
 
     def __init__(self, st: dict, ct: dict, size: int, ss: int, rng):
+        """Set up the canvas, palette, pose, face geometry, hair shapes (drawing the RNG) and colours."""
         self.st, self.ct, self.rng = st, ct, rng
         self.S = size * ss
         self.img = Image.new("RGB", (self.S, self.S))
@@ -279,7 +315,6 @@ class _Renderer:
         self.back, self.back_notches = _back_hair(self.g, st, ct, rng)
         self._colours()
 
-    # -- primitives
     def H(self, p) -> list:
         """Head coordinates -> flat canvas coordinate list (tilted, offset)."""
         p = (np.asarray(p, float) - self.pivot) @ self.rot.T + self.pivot + self.org
@@ -290,6 +325,7 @@ class _Renderer:
         return ((np.asarray(p, float) + self.org) * self.S).ravel().tolist()
 
     def fill(self, xy: list, colour) -> None:
+        """Fill polygon `xy` (canvas coordinates) with `colour`, no outline."""
         self.draw.polygon(xy, fill=colour)
 
     def line(self, xy: list, colour, w: float, closed: bool = False) -> None:
@@ -299,6 +335,7 @@ class _Renderer:
         self.draw.line(xy, fill=colour, width=max(1, int(round(w * self.S))), joint="curve")
 
     def mask(self, *polys) -> Image.Image:
+        """An 'L' mask of the canvas: 255 inside any of the polygons, 0 elsewhere."""
         m = Image.new("L", (self.S, self.S), 0)
         d = ImageDraw.Draw(m)
         for p in polys:
@@ -310,29 +347,12 @@ class _Renderer:
         mult = ImageChops.multiply(self.img, Image.new("RGB", self.img.size, factor))
         self.img.paste(mult, None, m)
 
-    # -- colours
-    def _colours(self) -> None:
-        P, ct, c = self.pal, self.ct, self.c
-        hh = ct["hair_hue"]
-        self.skin = P(0.055, 0.17, 1.0)
-        self.skin_sh = P(0.015, 0.27, 0.94)
-        self.skin_sh2 = P(0.99, 0.36, 0.85)
-        self.skin_hi = P(0.09, 0.06, 1.0)
-        self.skin_line = P(0.02, 0.6, 0.42)
-        self.hair_hsv = (hh, 0.48, 0.8)
-        self.hair = P(*self.hair_hsv)
-        self.hair_line = P(hh, 0.65, 0.27)
-        self.hair_hi = _mix(self.hair, P(hh, 0.1, 1.0), 0.2 + 0.75 * c)
-        self.hair_sh = _shadow_factor(0.12 + 0.3 * c)
-        self.lash = P(0.02, 0.5, 0.14)
+# %% ../../nbs/32_portraits.ipynb #9aa3152b
+class _Background(_Canvas):
+    """Adds the background layer."""
 
-    def lock_colour(self) -> tuple:
-        h, s, v = self.hair_hsv
-        u = self.rng.uniform(-1, 1)
-        return self.pal(h + 0.015 * u * self.c, s * (1 - 0.12 * u * self.c), v * (1 + 0.3 * u * self.c))
-
-    # -- layers
     def background(self) -> None:
+        """Fill the canvas by background_kind: 0 flat, 1 vertical gradient, 2 radial glow, 3 diagonal stripes."""
         ct, P, S = self.ct, self.pal, self.S
         bh, kind = ct["background_hue"], int(ct["background_kind"])
         c0, c1 = np.array(P(bh, 0.2, 0.97)), np.array(P(bh + 0.05, 0.5, 0.8))
@@ -352,7 +372,12 @@ class _Renderer:
             for x in np.arange(-1.0, 1.2, 0.16):
                 self.fill([(x * S, 0), ((x + 0.07) * S, 0), ((x + 1.07) * S, S), ((x + 1) * S, S)], c2)
 
+# %% ../../nbs/32_portraits.ipynb #64a0c479
+class _BackHair(_Background):
+    """Adds the hair behind the head."""
+
     def back_layer(self) -> None:
+        """The back hair: darker hair colour (by contrast, if shaded), lines from its clefts, outline."""
         f = (0.8 - 0.18 * self.c) if self.steps >= 2 else 0.94
         col = tuple(int(v * f) for v in self.hair)
         xy = self.H(self.back)
@@ -361,7 +386,12 @@ class _Renderer:
             self.line(self.H([p, (p[0] * 0.96, p[1] - 0.08)]), self.hair_line, 0.6 * self.lw)
         self.line(xy, self.hair_line, self.lw, closed=True)
 
+# %% ../../nbs/32_portraits.ipynb #e165d10c
+class _Body(_BackHair):
+    """Adds neck, shirt, collar and bow."""
+
     def body(self) -> None:
+        """Neck (shadowed under the chin if shaded), shirt opposite the background hue, collar, bow, outlines."""
         g, lw, S = self.g, self.lw, self.S
         nw = 0.047
         neck = [(-nw, 0.05), (nw, 0.05), (nw * 1.1, 0.34), (-nw * 1.1, 0.34)]
@@ -387,7 +417,12 @@ class _Renderer:
             self.line(self.B([(s * nw, 0.1), (s * nw * 1.1, 0.28)]), self.skin_line, 0.8 * lw)
         self.line(self.B(shirt), line, lw)
 
+# %% ../../nbs/32_portraits.ipynb #52acc823
+class _Face(_Body):
+    """Adds the face: skin, cel shadows, blush and jaw line."""
+
     def face(self) -> None:
+        """Skin, cel shadows by shading_steps (2: cast + crescent, 3: a deeper one, 4: cheek highlights), blush, jaw line."""
         g = self.g
         fp = _face_poly(g)
         xy = self.H(fp)
@@ -411,6 +446,7 @@ class _Renderer:
         self.img.paste(colour, None, ImageChops.multiply(ImageChops.lighter(m1, m2), fm))
 
     def _blush(self) -> None:
+        """Blush on both cheeks, pinker with expression, with hatch strokes above 0.5."""
         g, e = self.g, self.ct["expression"]
         pink = self.pal(0.97, 0.45, 1.0)
         col = _mix(self.skin, pink, 0.2 + 0.3 * e)
@@ -424,7 +460,12 @@ class _Renderer:
                     self.line(self.H([(x0 + 0.006, y - 0.009), (x0 - 0.004, y + 0.008)]),
                               _mix(col, pink, 0.8), 0.45 * self.lw)
 
+# %% ../../nbs/32_portraits.ipynb #b5e26a0b
+class _MouthNose(_Face):
+    """Adds nose and mouth."""
+
     def mouth_nose(self) -> None:
+        """Nose stroke; mouth from a line (neutral) to a smile to an open laugh with expression."""
         g, e, lw = self.g, self.ct["expression"], self.lw
         yn = g.nose_y
         top = yn - 0.014 - 0.014 * (1 - self.st["face_roundness"])
@@ -445,12 +486,17 @@ class _Renderer:
         self.fill(self.H(tongue), self.pal(0.98, 0.45, 0.9))
         self.line(self.H(m), self.skin_line, 0.75 * lw, closed=True)
 
-    # -- eyes
+# %% ../../nbs/32_portraits.ipynb #0479319a
+class _Eyes(_MouthNose):
+    """Adds the eyes (their lashes and brows come from `_Lashes`)."""
+
     def eyes(self) -> None:
+        """Both eyes, left (side −1) then right."""
         for s in (-1, 1):
             self._eye(s)
 
     def _eye(self, side: int) -> None:
+        """One eye: white, lid shadow, iris in tones by shading_steps, pupil, catch-lights; then lashes and brow."""
         g, st, lw, n = self.g, self.st, self.lw, 17
         ew, eh, shape = g.ew, g.eh, st["eye_shape"]
         t = np.linspace(0, 1, n)
@@ -504,6 +550,10 @@ class _Renderer:
         self.fill(to_head(clipped(_ellipse(icx - hx, icy + 0.22 * ih, 0.07 * iw, 0.07 * iw, 10))), (255, 255, 255))
         self._lashes(u, t, up, low, eh, ew, to_head)
 
+# %% ../../nbs/32_portraits.ipynb #21b3f111
+class _Lashes(_Eyes):
+    """Adds lash lines, creases and brows to the eyes."""
+
     def _lashes(self, u, t, up, low, eh, ew, to_head) -> None:
         """Thick tapered upper lash line with an outer flick; thin lower lid line."""
         lw, shape = self.lw, self.st["eye_shape"]
@@ -527,24 +577,9 @@ class _Renderer:
         brow = np.column_stack([(bt - 0.5) * ew * 1.05, self.g.brow_y - self.g.ey - arch - 0.3 * shape * eh * bt * 0.3])
         self.line(to_head(brow), self.hair_line, 0.7 * lw)
 
-    # -- front hair
-    def front_hair(self) -> None:
-        bg, lw = self.bangs, self.lw
-        side_xy = [self.H(p) for p in self.side]
-        for xy in side_xy:
-            self.fill(xy, self.lock_colour())
-            self.line(xy, self.hair_line, lw, closed=True)
-        cap_xy = self.H(bg.cap)
-        for lock in bg.locks:
-            self.fill(self.H(lock), self.lock_colour())
-        hm = self.mask(cap_xy, *side_xy)
-        if self.steps >= 2:
-            self._hair_shadow(hm, 0.028, 0.45, self.hair_sh)
-        if self.steps >= 3:
-            self._hair_shadow(hm, 0.012, 0.22, _shadow_factor(0.1 + 0.18 * self.c))
-        self._hair_highlight(hm)
-        self._hair_lines()
-        self.line(cap_xy, self.hair_line, lw, closed=True)
+# %% ../../nbs/32_portraits.ipynb #cd5925dd
+class _HairShading(_Lashes):
+    """Adds the cel shadow and the highlight of the front hair."""
 
     def _hair_shadow(self, hm, d: float, reach: float, factor) -> None:
         """Shadow crescent away from the light plus jagged spikes rising from lock clefts."""
@@ -582,6 +617,10 @@ class _Renderer:
         m = ImageChops.multiply(self.mask(*polys), hm)
         self.img.paste(self.hair_hi, None, m)
 
+# %% ../../nbs/32_portraits.ipynb #f7f4f8d5
+class _HairLines(_HairShading):
+    """Adds the lines between the locks and the strands within them."""
+
     def _hair_lines(self) -> None:
         """Lock separation lines from the clefts upward, plus fine strands."""
         bg, lw, fine = self.bangs, self.lw, self.st["hair_lock_fineness"]
@@ -598,11 +637,30 @@ class _Renderer:
                 end = start + (bg.crown - start) * self.rng.uniform(0.2, 0.4)
                 self.line(self.H(_quad(start, 0.5 * (start + end) + [0.01, 0], end, 5)), self.hair_line, 0.4 * lw)
 
+# %% ../../nbs/32_portraits.ipynb #1a3ea010
+class _Renderer(_HairLines):
+    """Draws one portrait on a supersampled canvas."""
+
+    def front_hair(self) -> None:
+        """Side locks and bangs (each lock its own colour), hair shadows, highlight, lock lines, cap outline."""
+        bg, lw = self.bangs, self.lw
+        side_xy = [self.H(p) for p in self.side]
+        for xy in side_xy:
+            self.fill(xy, self.lock_colour())
+            self.line(xy, self.hair_line, lw, closed=True)
+        cap_xy = self.H(bg.cap)
+        for lock in bg.locks:
+            self.fill(self.H(lock), self.lock_colour())
+        hm = self.mask(cap_xy, *side_xy)
+        if self.steps >= 2:
+            self._hair_shadow(hm, 0.028, 0.45, self.hair_sh)
+        if self.steps >= 3:
+            self._hair_shadow(hm, 0.012, 0.22, _shadow_factor(0.1 + 0.18 * self.c))
+        self._hair_highlight(hm)
+        self._hair_lines()
+        self.line(cap_xy, self.hair_line, lw, closed=True)
+
 # %% ../../nbs/32_portraits.ipynb #244244e0
-def _supersample(size: int) -> int:
-    return 4 if size <= 96 else (3 if size <= 176 else 2)
-
-
 def _postprocess(img: Image.Image, st: dict, size: int, seed: int) -> np.ndarray:
     """Blur (softness) and grain, then convert to a uint8 array."""
     sigma = st["blur"] * 1.2 * size / 128.0
