@@ -19,24 +19,12 @@ from ..core import load_weights
 from .models import Method, Recipe, StyleTransfer, blend
 
 # %% auto #0
-__all__ = ['STYLE_SITES', 'BOTTLENECK_DIM', 'StyleParams', 'DEFAULT_IGNORE', 'MAGENTA', 'SlimBatchNorm2d',
-           'conditional_style_norm', 'SlimConv2d', 'Conv1x1', 'StyleParamHead', 'StylePredictor', 'ContractConv',
-           'StyleConv', 'ResidualBlock', 'Transformer', 'Magenta', 'tf_to_torch_names', 'magenta_variable_names',
+__all__ = ['STYLE_SITES', 'BOTTLENECK_DIM', 'StyleParams', 'DEFAULT_IGNORE', 'MAGENTA', 'SlimBatchNorm2d', 'SlimConv2d',
+           'conditional_style_norm', 'Conv1x1', 'StyleParamHead', 'StylePredictor', 'ContractConv', 'StyleConv',
+           'ConditionalResidualBlock', 'Transformer', 'Magenta', 'tf_to_torch_names', 'magenta_variable_names',
            'read_tf_variables', 'load_tf_variables', 'total_variation', 'tv_terms']
 
 # %% ../../nbs/15_magenta.ipynb #dd899421
-#: The 13 conditional-style-norm sites, in Magenta's order, with their depths
-#: (``nza_model.style_normalization_activations``): 10 x 128 + 64 + 32 + 3 = 1379
-#: channels, i.e. 2758 predicted (beta, gamma) values.
-STYLE_SITES: tuple[tuple[str, int], ...] = tuple(
-    [(f"residual/residual{i}/conv{j}", 128) for i in range(1, 6) for j in (1, 2)]
-    + [("expand/conv1/conv", 64), ("expand/conv2/conv", 32), ("expand/conv3/conv", 3)]
-)
-#: Size of the style embedding (``style_prediction_bottleneck=100``).
-BOTTLENECK_DIM = 100
-
-StyleParams = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
-
 # TF variable suffix -> torch attribute path, for each kind of TF-backed module.
 _CONV_BN_VARS = {
     "weights": "conv.weight",
@@ -66,24 +54,7 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, gamma=None"
 
-
-def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    return F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x
-
-
-def conditional_style_norm(x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,
-                           eps: float = 1e-5) -> torch.Tensor:
-    """Instance-norm ``x`` over (H, W) and apply per-sample ``gamma``/``beta`` of shape (B, C).
-
-    Same as ``ops.conditional_style_norm``: ``tf.nn.moments`` over H, W (biased
-    variance), then ``tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)``.
-    A batch of 1 of beta/gamma broadcasts over the batch of ``x``.
-    """
-    var, mean = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
-    x_hat = (x - mean) * torch.rsqrt(var + eps)
-    return x_hat * gamma[:, :, None, None] + beta[:, :, None, None]
-
-# %% ../../nbs/15_magenta.ipynb #127cb65a
+# %% ../../nbs/15_magenta.ipynb #349dca1c
 class SlimConv2d(nn.Module):
     """slim.conv2d inside Magenta's ``_inception_v3_arg_scope``: conv (no bias), BN, relu6.
 
@@ -102,7 +73,7 @@ class SlimConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu6(self.bn(self.conv(x)))
 
-
+# %% ../../nbs/15_magenta.ipynb #9e18ae97
 def _same_avg_pool3(x: torch.Tensor) -> torch.Tensor:
     """slim.avg_pool2d 3x3, stride 1, SAME: TF does not count the padding in the mean.
 
@@ -111,7 +82,20 @@ def _same_avg_pool3(x: torch.Tensor) -> torch.Tensor:
     """
     return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
+# %% ../../nbs/15_magenta.ipynb #0fa54ad0
+def conditional_style_norm(x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,
+                           eps: float = 1e-5) -> torch.Tensor:
+    """Instance-norm ``x`` over (H, W) and apply per-sample ``gamma``/``beta`` of shape (B, C).
 
+    Same as ``ops.conditional_style_norm``: ``tf.nn.moments`` over H, W (biased
+    variance), then ``tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)``.
+    A batch of 1 of beta/gamma broadcasts over the batch of ``x``.
+    """
+    var, mean = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
+    x_hat = (x - mean) * torch.rsqrt(var + eps)
+    return x_hat * gamma[:, :, None, None] + beta[:, :, None, None]
+
+# %% ../../nbs/15_magenta.ipynb #4353e9d6
 class _InceptionA(tv_inception.InceptionA):
     """torchvision InceptionA (Mixed_5b/c/d) with TF's SAME average pooling."""
 
@@ -136,7 +120,7 @@ class _InceptionC(tv_inception.InceptionC):
         b3 = self.branch_pool(_same_avg_pool3(x))
         return [b0, b1, b2, b3]
 
-
+# %% ../../nbs/15_magenta.ipynb #36df2938
 # torchvision attribute -> slim scope inside a Mixed block (slim nets/inception_v3.py).
 _SLIM_A = {
     "branch1x1": "Branch_0/Conv2d_0a_1x1",
@@ -157,7 +141,7 @@ _SLIM_B = {
     "branch3x3dbl_3": "Branch_1/Conv2d_1a_1x1",   # idem
 }
 
-# %% ../../nbs/15_magenta.ipynb #fc4ca109
+
 _SLIM_C = {
     "branch1x1": "Branch_0/Conv2d_0a_1x1",
     "branch7x7_1": "Branch_1/Conv2d_0a_1x1",
@@ -171,7 +155,20 @@ _SLIM_C = {
     "branch_pool": "Branch_3/Conv2d_0b_1x1",
 }
 
+# %% ../../nbs/15_magenta.ipynb #0147d114
+#: The 13 conditional-style-norm sites, in Magenta's order, with their depths
+#: (``nza_model.style_normalization_activations``): 10 x 128 + 64 + 32 + 3 = 1379
+#: channels, i.e. 2758 predicted (beta, gamma) values.
+STYLE_SITES: tuple[tuple[str, int], ...] = tuple(
+    [(f"residual/residual{i}/conv{j}", 128) for i in range(1, 6) for j in (1, 2)]
+    + [("expand/conv1/conv", 64), ("expand/conv2/conv", 32), ("expand/conv3/conv", 3)]
+)
+#: Size of the style embedding (``style_prediction_bottleneck=100``).
+BOTTLENECK_DIM = 100
 
+StyleParams = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+# %% ../../nbs/15_magenta.ipynb #fc4ca109
 class Conv1x1(nn.Conv2d):
     """A linear slim.conv2d 1x1 with bias (no normaliser, no activation)."""
 
@@ -194,7 +191,7 @@ class StyleParamHead(nn.Module):
     def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.beta(emb).flatten(1), self.gamma(emb).flatten(1)
 
-
+# %% ../../nbs/15_magenta.ipynb #01df6f59
 class StylePredictor(nn.Module):
     """Style image -> 100-d embedding -> (beta, gamma) for each of the 13 sites.
 
@@ -286,6 +283,10 @@ class StylePredictor(nn.Module):
         return self.style_params(self.embedding(style))
 
 # %% ../../nbs/15_magenta.ipynb #c84e47e4
+def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    return F.pad(x, (pad, pad, pad, pad), mode="reflect") if pad else x
+
+
 class ContractConv(nn.Module):
     """``model.conv2d`` in the encoder: reflect pad k//2, VALID conv (no bias), BN beta-only, ReLU.
 
@@ -305,7 +306,7 @@ class ContractConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(_reflect_pad(x, self.pad))))
 
-
+# %% ../../nbs/15_magenta.ipynb #3a5e18b1
 class StyleConv(nn.Module):
     """[nearest upsample] + reflect pad + VALID conv (no bias) + conditional style norm + activation.
 
@@ -341,8 +342,8 @@ class StyleConv(nn.Module):
             return torch.sigmoid(x)
         return x
 
-
-class ResidualBlock(nn.Module):
+# %% ../../nbs/15_magenta.ipynb #553cc583
+class ConditionalResidualBlock(nn.Module):
     """``model.residual_block``: conv-CSN-ReLU, conv-CSN, out = x + h (no activation after the add)."""
 
     def __init__(self, name: str, channels: int = 128):
@@ -353,7 +354,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, style_params: StyleParams) -> torch.Tensor:
         return x + self.conv2(self.conv1(x, style_params), style_params)
 
-
+# %% ../../nbs/15_magenta.ipynb #7b65ab10
 class Transformer(nn.Module):
     """Content image (B, 3, H, W) + style params -> stylised image (B, 3, H, W) in [0, 1].
 
@@ -375,7 +376,7 @@ class Transformer(nn.Module):
             "conv2": ContractConv(32, 64, 3, 2, "transformer/contract/conv2"),
             "conv3": ContractConv(64, 128, 3, 2, "transformer/contract/conv3"),
         })
-        self.residual = nn.ModuleDict({f"residual{i}": ResidualBlock(f"residual{i}")
+        self.residual = nn.ModuleDict({f"residual{i}": ConditionalResidualBlock(f"residual{i}")
                                        for i in range(1, 6)})
         self.expand = nn.ModuleDict({
             "conv1": StyleConv(128, 64, 3, "expand/conv1/conv", "relu", upsample=2),
@@ -437,14 +438,6 @@ class Magenta(StyleTransfer):
         return self.stylize_embedding(content, emb)
 
 # %% ../../nbs/15_magenta.ipynb #cf8caeee
-#: Substrings of checkpoint names that are not model variables: optimizer slots and
-#: counters, EMA shadows, and the VGG-16 loss network (not part of the stylizer).
-DEFAULT_IGNORE: tuple[str, ...] = (
-    "/Adam", "global_step", "beta1_power", "beta2_power", "/Momentum", "/RMSProp",
-    "/ExponentialMovingAverage", "vgg_16/",
-)
-
-
 def tf_to_torch_names(model: nn.Module) -> dict[str, str]:
     """``{TF variable name: torch state_dict key}`` for every TF-backed tensor of ``model``.
 
@@ -484,6 +477,14 @@ def _variable_table() -> tuple[tuple[str, tuple[int, ...]], ...]:
 def magenta_variable_names() -> dict[str, tuple[int, ...]]:
     """Every TF variable name the model reads, with its TF shape (HWIO for conv kernels)."""
     return dict(_variable_table())
+
+# %% ../../nbs/15_magenta.ipynb #5db0df8f
+#: Substrings of checkpoint names that are not model variables: optimizer slots and
+#: counters, EMA shadows, and the VGG-16 loss network (not part of the stylizer).
+DEFAULT_IGNORE: tuple[str, ...] = (
+    "/Adam", "global_step", "beta1_power", "beta2_power", "/Momentum", "/RMSProp",
+    "/ExponentialMovingAverage", "vgg_16/",
+)
 
 
 def _as_tensor(value) -> torch.Tensor:
