@@ -29,6 +29,7 @@ HALF_STEPS = 3            # centre-line points on each side of a stroke centre
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 LIGHT = (-0.6, -0.8)      # impasto light direction (x, y), from the upper left
 
+# %% ../../nbs/30_painters.ipynb #92db92c2
 # (hue range, saturation range, value range) of the middle anchors, then the
 # dark and light anchors that make sure every palette spans the tonal range.
 _FAMILY_HSV = {
@@ -88,7 +89,7 @@ def _palette(rng, family, base):
         anchors.append(_hsv_rgb(h, rng.uniform(*rng_hsv[1]), rng.uniform(*rng_hsv[2])))
     return anchors
 
-
+# %% ../../nbs/30_painters.ipynb #94a422cf
 def _lum_of(rgb):
     """Luma of an RGB int triple, 0..1."""
     return float(np.dot(np.asarray(rgb, np.float32) / 255.0, LUMA))
@@ -111,7 +112,7 @@ def _ground(rng, palette):
     tone = palette[int(rng.integers(len(palette)))]
     return [int(0.6 * c + 0.4 * 110) for c in tone]
 
-
+# %% ../../nbs/30_painters.ipynb #4e5bf122
 def _build_painter(rng, family, orientation, outline, texture, u):
     """Assemble a painter dict from categorical choices and unit-interval axes ``u``."""
     palette = _palette(rng, family, u["hue"])
@@ -148,7 +149,7 @@ def _build_painter(rng, family, orientation, outline, texture, u):
         "saturation": lerp(*_FAMILY_SAT[family], u["saturation"]),
     }
 
-# %% ../../nbs/30_painters.ipynb #4ca71acf
+# %% ../../nbs/30_painters.ipynb #2e65dcaa
 def sample_painter(rng: np.random.Generator) -> dict:
     """Sample one artist's style (a JSON-serialisable dict) from ``rng``."""
     family = FAMILIES[int(rng.integers(len(FAMILIES)))]
@@ -158,7 +159,7 @@ def sample_painter(rng: np.random.Generator) -> dict:
     u = {axis: float(rng.uniform()) for axis in CONTINUOUS_AXES}
     return _build_painter(rng, family, orientation, outline, texture, u)
 
-
+# %% ../../nbs/30_painters.ipynb #a289c840
 def _stratified(rng, options, n):
     """n choices that cycle through ``options`` as evenly as possible, shuffled."""
     reps = -(-n // len(options))
@@ -232,7 +233,7 @@ def _saturate(img, saturation):
     lum = (img @ LUMA)[..., None]
     return np.clip(lum + (img - lum) * saturation, 0.0, 1.0)
 
-
+# %% ../../nbs/30_painters.ipynb #7e1ed987
 def _map_to_palette(img, pal, strength, mix, keep_lum, tau):
     """Pull colours onto the palette: a luminance ramp blended with soft nearest-anchor snapping."""
     lum = img @ LUMA
@@ -246,7 +247,7 @@ def _map_to_palette(img, pal, strength, mix, keep_lum, tau):
     mapped += ((lum - mapped @ LUMA) * keep_lum)[..., None]
     return np.clip(img * (1.0 - strength) + mapped * strength, 0.0, 1.0).astype(np.float32)
 
-
+# %% ../../nbs/30_painters.ipynb #90428ea8
 def _prepare_target(content, p, pal, scale):
     """Content photo -> abstracted, palette-mapped colour target the strokes sample from."""
     a = p["abstraction"]
@@ -257,7 +258,7 @@ def _prepare_target(content, p, pal, scale):
     img = _map_to_palette(img, pal, p["palette_strength"], p["palette_mix"], p["keep_luminance"], tau)
     return _saturate(img, p["saturation"]).astype(np.float32)
 
-
+# %% ../../nbs/30_painters.ipynb #809ef306
 def _work_variant(painter, rng):
     """Per-work copy of the style and its float palette, jittered by a few percent (size, angle, palette, tone)."""
     p = dict(painter)
@@ -284,7 +285,7 @@ def _brush_radii(p, scale, short_side):
         radii.append(radii[-1] * 0.5)
     return radii
 
-
+# %% ../../nbs/30_painters.ipynb #6ea339d0
 def _orientation_field(lum, rho, default_angle):
     """Stroke angle per pixel along edge tangents (structure tensor), biased to a default in flat areas."""
     gx = ndimage.sobel(lum, 1)
@@ -308,7 +309,7 @@ def _stroke_angles(p, cx, cy, field, rng):
         return np.deg2rad(p["angle"]) + jitter
     return rng.uniform(0.0, np.pi, cx.size)
 
-
+# %% ../../nbs/30_painters.ipynb #6550d81b
 def _centrelines(cx, cy, theta, length, bend, field, follow, guide):
     """Vectorised stroke centre-lines and unit directions, each (S, 2*HALF_STEPS+1, 2).
 
@@ -363,7 +364,7 @@ def _stroke_polygons(line, dirs, half_width, taper):
     tip_b = line[:, 0] - dirs[:, 0] * tip
     return np.concatenate([line + off, tip_f[:, None], (line - off)[:, ::-1], tip_b[:, None]], axis=1)
 
-
+# %% ../../nbs/30_painters.ipynb #03c9318b
 def _candidates(shape, cell, rng):
     """Jittered grid of stroke centres with spacing ``cell`` (1x pixel coordinates)."""
     h, w = shape
@@ -441,7 +442,7 @@ def _underpainting(target, ground, sigma, ss):
     rgba[..., :3] = np.clip(wash * 255.0 + 0.5, 0, 255)
     return Image.fromarray(rgba, "RGBA")
 
-
+# %% ../../nbs/30_painters.ipynb #f99f6891
 def _paint_strokes(target, p, scale, rng):
     """Layered coarse-to-fine stroke painting; returns the supersampled RGBA canvas."""
     h, w = target.shape[:2]
@@ -467,7 +468,7 @@ def _resolve(canvas, shape, ss):
     height = (code % HEIGHT_LEVELS).astype(np.float32) / (HEIGHT_LEVELS - 1)
     return rgb, angle, height
 
-
+# %% ../../nbs/30_painters.ipynb #ec4a3acc
 def _bristles(angle, rng, reach):
     """Line-integral convolution of white noise along the stroke angles: bristle streaks."""
     h, w = angle.shape
@@ -487,7 +488,7 @@ def _smooth_noise(shape, sigma, rng):
     n = _blur(rng.standard_normal(shape).astype(np.float32), sigma)
     return n / (n.std() + 1e-6)
 
-
+# %% ../../nbs/30_painters.ipynb #1689e162
 def _outline_mask(target, weight, scale, rng):
     """Hand-drawn ink lines from a difference of Gaussians on the target's luminance."""
     lum = target @ LUMA
@@ -499,7 +500,7 @@ def _outline_mask(target, weight, scale, rng):
     wobble = _smooth_noise(lum.shape, 3.0 * scale, rng)
     return mask * np.clip(0.75 + 0.35 * wobble, 0.0, 1.0)
 
-
+# %% ../../nbs/30_painters.ipynb #f12d68c8
 def _surface(kind, shape, period, scale, rng):
     """Zero-mean surface relief: canvas weave or paper grain (about unit amplitude)."""
     h, w = shape
@@ -520,7 +521,7 @@ def _surface(kind, shape, period, scale, rng):
     tex = tex - tex.mean()
     return tex / (np.abs(tex).max() + 1e-6)
 
-
+# %% ../../nbs/30_painters.ipynb #18f415a7
 def _finish(rgb, angle, height, target, p, scale, rng):
     """Bristle streaks, impasto lighting, outlines and surface texture on the painted RGB."""
     streak = _bristles(angle, rng, max(2, int(round(5 * scale))))
