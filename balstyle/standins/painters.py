@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'ORIENTATIONS', 'OUTLINES', 'TEXTURES', 'CONTINUOUS_AXES', 'REF_SIZE', 'SUPERSAMPLE', 'ANGLE_LEVELS',
-           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'sample_painter', 'make_painters', 'paint']
+           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'hsv', 'sample_painter', 'make_painters', 'paint']
 
 # %% ../../nbs/30_painters.ipynb #52ef718b
 import colorsys
@@ -57,10 +57,14 @@ _FAMILY_SAT = {"warm": (0.7, 1.4), "cool": (0.7, 1.4), "earth": (0.6, 1.2),
                "pastel": (0.6, 1.1), "vivid": (1.1, 1.7), "monochrome": (0.6, 1.3)}
 
 # %% ../../nbs/30_painters.ipynb #332bd573
+def hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
+    "HSV in [0, 1] (the hue wraps, saturation and value are clamped) → RGB floats in [0, 1]: the stand-ins' one colour helper."
+    return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
+
+
 def _hsv_rgb(h, s, v):
     """HSV in [0, 1] (hue wraps) -> list of three ints 0..255."""
-    r, g, b = colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
-    return [int(round(255 * c)) for c in (r, g, b)]
+    return [int(round(255 * c)) for c in hsv(h, s, v)]
 
 
 def _palette(rng, family, base):

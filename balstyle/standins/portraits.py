@@ -5,12 +5,13 @@
 # %% ../../nbs/32_portraits.ipynb #978acdd8
 from __future__ import annotations
 
-import colorsys
 import math
 from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from .painters import hsv
 
 # %% auto #0
 __all__ = ['STYLE_RANGES', 'CONTENT_RANGES', 'STYLE_FACTORS', 'CONTENT_FACTORS', 'sample_artist', 'sample_style',
@@ -242,7 +243,7 @@ class _Palette:
 
     def rgbf(self, h, s, v) -> np.ndarray:
         """HSV (hue wrapping, s and v clipped to 0..1) -> RGB floats in 0..1, rotated and cast."""
-        rgb = np.array(colorsys.hsv_to_rgb((h + self.rot) % 1.0, min(max(s, 0), 1), min(max(v, 0), 1)))
+        rgb = np.array(hsv(h + self.rot, s, v))
         return rgb * (1 - self.amt) + self.amt * self.cast * rgb.max()
 
     def __call__(self, h, s, v) -> tuple:

@@ -5,10 +5,11 @@
 # %% ../../nbs/31_textures.ipynb #8f4654db
 from __future__ import annotations
 
-import colorsys
 
 import numpy as np
 from scipy import ndimage
+
+from .painters import hsv
 
 # %% auto #0
 __all__ = ['TAU', 'SQ3', 'TEXTURE_CATEGORIES', 'texture']
@@ -178,11 +179,6 @@ def _ramp(cols, t):
     return cols[i] * (1 - f) + cols[i + 1] * f
 
 
-def _hsv(h, s, v):
-    """RGB of hue ``h`` (wrapped into [0, 1)) with saturation and value clamped to [0, 1]."""
-    return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
-
-
 def _palette(rng, n=3, contrast=None, hue=None, sat=None):
     """``n`` colours (rows of float RGB) sorted dark to light.
 
@@ -196,7 +192,7 @@ def _palette(rng, n=3, contrast=None, hue=None, sat=None):
         contrast = rng.uniform(0.18, 0.35) if rng.random() < 0.3 else rng.uniform(0.45, 0.85)
     lo = rng.uniform(0.08, max(0.1, 0.97 - contrast))
     vals = np.linspace(lo, min(lo + contrast, 1.0), n)
-    cols = [_hsv(h + spread[k % 3] + rng.normal(0, 0.02), sat * rng.uniform(0.75, 1.2), v)
+    cols = [hsv(h + spread[k % 3] + rng.normal(0, 0.02), sat * rng.uniform(0.75, 1.2), v)
             for k, v in enumerate(vals)]
     return np.array(cols, _f32)
 
@@ -327,8 +323,8 @@ def _crosshatched(x, y, px, rng):
     """Two sets of crossing, pen-like hatch lines (jittered, wobbly, uneven ink) on paper."""
     size = x.shape[0]
     if rng.random() < 0.75:                        # ink on paper
-        paper = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.82, 0.97)), _f32)
-        ink = np.array(_hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.05, 0.35)), _f32)
+        paper = np.array(hsv(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.82, 0.97)), _f32)
+        ink = np.array(hsv(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.05, 0.35)), _f32)
     else:
         pal = _palette(rng, 2, contrast=rng.uniform(0.4, 0.8))
         paper, ink = pal[1], pal[0]
@@ -479,11 +475,11 @@ def _polka_dotted(x, y, px, rng):
 def _sprinkled(x, y, px, rng):
     """Short, randomly oriented capsule-shaped sprinkles in bright colours on a plain ground."""
     size = x.shape[0]
-    bg = np.array(_hsv(rng.random(), rng.uniform(0.1, 0.7),
+    bg = np.array(hsv(rng.random(), rng.uniform(0.1, 0.7),
                        rng.uniform(0.15, 0.35) if rng.random() < 0.5 else rng.uniform(0.8, 0.97)), _f32)
     img = _solid(size, bg) * _grain_tex(x, y, rng, 0.04)[..., None]
     ncol = int(rng.integers(1, 7))
-    cols = np.array([_hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0)) for _ in range(ncol)], _f32)
+    cols = np.array([hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.7, 1.0)) for _ in range(ncol)], _f32)
     cell = rng.uniform(0.045, 0.09)
     half_len = cell * rng.uniform(0.25, 0.42)
     half_w = half_len * rng.uniform(0.2, 0.33)
@@ -559,8 +555,8 @@ def _honeycombed(x, y, px, rng):
     if rng.random() < 0.6:                                              # wax comb
         wall = a * rng.uniform(0.12, 0.3)
         hue = rng.uniform(0.06, 0.14) if rng.random() < 0.6 else rng.random()
-        wallc = np.array(_hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.75, 0.95)), _f32)
-        deep = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.45)), _f32)
+        wallc = np.array(hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.75, 0.95)), _f32)
+        deep = np.array(hsv(hue + rng.normal(0, 0.03), rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.45)), _f32)
         depth = np.clip((e - _f32(wall / 2)) / _f32(a - wall / 2), 0, 1)
         la = rng.uniform(0, TAU)
         side = (_f32(np.cos(la)) * lx + _f32(np.sin(la)) * ly) / _f32(a)
@@ -682,8 +678,8 @@ def _veined_marble(x, y, px, rng):
     pal = _palette(rng, 3, contrast=rng.uniform(0.1, 0.3), sat=rng.uniform(0.0, 0.35))
     base = _ramp(pal, _f32(0.5) + _f32(0.7) * _fbm(x, y, rng.uniform(1.5, 4), rng, 3))
     dark = rng.random() < 0.7
-    vein_col = (np.array(_hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.35)), _f32) if dark
-                else np.array(_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.85, 1.0)), _f32))
+    vein_col = (np.array(hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.35)), _f32) if dark
+                else np.array(hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.85, 1.0)), _f32))
     base = base * _f32(0.55) if not dark else _f32(0.5) + _f32(0.5) * base       # keep veins visible
     u, v = _rotate(x, y, rng.uniform(0, np.pi))
     u = u * _f32(rng.uniform(0.25, 0.6))                                   # veins run along u
@@ -724,8 +720,8 @@ def _veined_leaf(x, y, px, rng):
     net = _cover((f2 - f1) * _f32(0.5) - _f32(px * 0.45), px) * _f32(0.6)
     r = rng.random()
     hue = rng.uniform(0.2, 0.38) if r < 0.5 else (rng.uniform(0.0, 0.13) if r < 0.8 else rng.random())
-    leaf = np.array(_hsv(hue, rng.uniform(0.4, 0.9), rng.uniform(0.25, 0.6)), _f32)
-    vein = np.array(_hsv(hue + rng.normal(0, 0.03), rng.uniform(0.1, 0.5), rng.uniform(0.6, 0.95)), _f32)
+    leaf = np.array(hsv(hue, rng.uniform(0.4, 0.9), rng.uniform(0.25, 0.6)), _f32)
+    vein = np.array(hsv(hue + rng.normal(0, 0.03), rng.uniform(0.1, 0.5), rng.uniform(0.6, 0.95)), _f32)
     img = leaf * (_grain_tex(x, y, rng, 0.08) * (_f32(1.0) + _f32(0.08) * _fbm(x, y, 3.0, rng, 2)))[..., None]
     img = _mix(img, vein * _f32(0.85), net)
     img = _mix(img, vein, np.maximum(sec, mid))
