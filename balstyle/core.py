@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'parse_setting', 'WeightsMismatchError',
-           'read_state_dict', 'load_weights']
+__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'parse_setting', 'bf16_supported',
+           'bf16_autocast', 'WeightsMismatchError', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
 def project_root() -> Path:
@@ -66,6 +66,18 @@ def parse_setting(text: str, typed: bool = True) -> tuple[str, object]:
     if not typed: return key.strip(), value
     try: return key.strip(), json.loads(value)
     except json.JSONDecodeError: return key.strip(), value
+
+# %% ../nbs/00_core.ipynb #42c3cc0d
+def bf16_supported(device: str | torch.device) -> bool:
+    "Whether `device` computes bfloat16 natively: a CUDA GPU that says so, or a CPU with AVX512-BF16."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+def bf16_autocast(device: str | torch.device, enabled: bool = True):
+    "bf16 autocast on `device` when `enabled` and the hardware supports it; a no-op context otherwise."
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and bf16_supported(device))
 
 # %% ../nbs/00_core.ipynb #149894b7
 class WeightsMismatchError(ValueError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from ..core import get_logger, parse_setting
+from ..core import bf16_autocast, get_logger, parse_setting
 from ..data import coco_images, painter_by_numbers, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from ..loop import RunSettings, StepBatches, TrainingInterrupted, TrainingLoop, batch_keys, init_distributed, read_run
@@ -33,7 +34,7 @@ from .models import StyleTransfer, load_decoder
 __all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'RunConfig', 'run_config', 'TrainingCrops',
            'training_images', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm', 'training_model',
            'trainable_state', 'saved_state', 'identity_transform', 'train', 'Run', 'build_run', 'run_steps',
-           'train_config', 'load_trained', 'add_train_arguments', 'train_command', 'main']
+           'train_config', 'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -255,8 +256,8 @@ def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | 
 
 # %% ../../nbs/17_train.ipynb #09dedd9a
 def _autocast(device: torch.device, bf16: bool):
-    "bf16 autocast on CUDA when asked; a no-op elsewhere."
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16)
+    "bf16 autocast on CUDA when asked; a no-op elsewhere (the CPU's bf16 waits for its training-quality check)."
+    return bf16_autocast(device, bf16 and device.type == "cuda")
 
 @dataclass
 class Run:
@@ -367,6 +368,15 @@ def load_trained(folder: str | Path) -> StyleTransfer:
     "The model of a finished run folder (its `run.json` and `weights/`), in eval mode."
     config = RunConfig(**read_run(folder)["config"])
     return get_trainable(config.method).load_run(Path(folder) / "weights").eval()
+
+# %% ../../nbs/17_train.ipynb #67507c50
+def train_zoo(scale: str = "cpu", methods: list[str] | None = None, losses=LOSSES, **kw) -> dict[str, Path]:
+    "Every method (all of `METHODS` by default) × loss at `scale`, trained or reused: {Table 4's model name: run folder}."
+    return {get_trainable(m).model_name(loss): train(m, loss, scale, resume=True, **kw) for m in (methods or list(METHODS)) for loss in losses}
+
+def run_checksum(folder: str | Path) -> str:
+    "A short hash of a finished run's weight files (from the checksums in its `run.json`)."
+    return hashlib.sha256("".join(sorted(read_run(folder)["weights"].values())).encode()).hexdigest()[:12]
 
 # %% ../../nbs/17_train.ipynb #1bb78b4a
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
