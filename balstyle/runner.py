@@ -46,6 +46,10 @@ def studies_dir() -> Path: return project_root() / "nbs" / "studies"
 
 # %% ../nbs/04_runner.ipynb #a535d516
 _STUDY3_COMMON = dict(arch="vgg16", seed=0)
+_EVAL = dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None, eval_content_data=None, texture_data=None,
+             official={}, seed=0)                 # paper A's evaluation studies: the zoo on the held-out pairs (balstyle.transfer.evaluation)
+_eval = lambda **extra: {"smoke": dict(_EVAL, loss_weights="default", **extra), "cpu": dict(_EVAL, loss_weights="default", **extra),
+                         "paper": dict(_EVAL, loss_weights="imagenet", **extra)}
 _SPACE = dict(data=None, seed=0)                          # paper B: the procedural portraits unless `data` names a folder of faces
 _space = lambda **sizes: {"smoke": dict(_SPACE, **{k: v[0] for k, v in sizes.items()}),
                           "cpu": dict(_SPACE, **{k: v[1] for k, v in sizes.items()}), "paper": dict(_SPACE, **{k: v[1] for k, v in sizes.items()})}
@@ -74,6 +78,18 @@ STUDIES = {s.name: s for s in [
               "paper": dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None,
                             loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0),
           }),
+    Study("study1", "study1_fig2_classic_distribution.ipynb",
+          "Paper A, Study I (Figure 2): the classic style loss of every model's pastiches of unseen texture pairs, with pastiches at its quantiles",
+          presets=_eval(quantiles=[0.05, 0.5, 0.95])),
+    Study("study4", "study4_fig5_balanced_distribution.ipynb",
+          "Paper A, Study IV (Figure 5): the balanced style loss of every model's pastiches of unseen texture pairs, with pastiches at its quantiles",
+          presets=_eval(quantiles=[0.05, 0.5, 0.95])),
+    Study("table5", "table5_losses.ipynb",
+          "Paper A, Table 5: mean classic and balanced loss per model on unseen pairs; balanced − classic model with paired bootstrap intervals",
+          presets=_eval(n_resamples=10000)),
+    Study("table6", "table6_deception.ipynb",
+          "Paper A, Table 6: deception rate per model with our artist network, its floor and ceiling, improvements with bootstrap intervals",
+          presets=_eval(n_resamples=10000)),
     Study("stylespace_fig1", "stylespace_fig1_metric.ipynb",
           "Paper B, Figure 1: nearest-artist accuracy and eq 10's variance ratio by style dimensions, metric learning vs classifier vs pairwise",
           presets=_space()),

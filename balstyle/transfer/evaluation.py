@@ -28,14 +28,18 @@ from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from ..loop import RunSettings, TrainingLoop, read_run
 from ..standins.synth import synth_dataset
 from .losses import balanced_style_loss, classic_style_loss, content_loss
+from .methods import METHODS, get_method
 from .models import StyleTransfer
+from .train import LOSSES, load_trained, run_checksum, train_zoo
 
 log = get_logger("evaluation")
 
 # %% auto #0
 __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'SCORE_LAYERS', 'evaluation_sources', 'evaluation_pairs',
            'ArtistConfig', 'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net',
-           'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_model', 'paired_interval']
+           'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_model', 'paired_interval',
+           'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure', 'quantile_pairs',
+           'examples_figure']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -225,6 +229,7 @@ class Scorer:
     gallery_artists: list
     image_size: int
     digest: str
+    artist_run: str = ""
 
     @torch.no_grad()
     def artist_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -244,7 +249,7 @@ def build_scorer(pairs: pd.DataFrame, loss_weights: str = "default", artist_run:
     gallery = artists.embed(work_statistics(artists, files, size, False, device, desc="artist features (gallery)").to(device)).cpu()
     net = f"{loss_net.arch}/{loss_net.weights}"
     digest = hashlib.sha256(f"{net} {read_run(artist_run)['weights']} {size} {len(files)}".encode()).hexdigest()[:10]
-    return Scorer(loss_net, artists, gallery, files, list(unseen["artist"]), size, digest)
+    return Scorer(loss_net, artists, gallery, files, list(unseen["artist"]), size, digest, str(artist_run))
 
 # %% ../../nbs/18_evaluation.ipynb #a092b11e
 SCORE_LAYERS = PAPER_STYLE_LAYERS
@@ -310,3 +315,95 @@ def paired_interval(a, b, relative: bool = False, confidence: float = 0.95, n_re
     result = scipy.stats.bootstrap((a, b), statistic, paired=True, vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
                                    method="percentile", random_state=np.random.default_rng(seed))
     return float(statistic(a, b)), float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+# %% ../../nbs/18_evaluation.ipynb #32db32f8
+def file_checksum(files: dict) -> str:
+    "A short hash of weight files' bytes ({part: file}), naming an official model's scores."
+    return hashlib.sha256(b"".join(hashlib.sha256(Path(f).read_bytes()).digest() for _, f in sorted(files.items()))).hexdigest()[:12]
+
+@dataclass
+class ZooScores:
+    "The scored zoo: the pairs, the scorer, each model's source and scores, and the labels its figures carry."
+    pairs: pd.DataFrame
+    scorer: Scorer
+    sources: dict
+    scores: dict
+    data_label: str
+    weights_label: str
+
+    def model(self, name: str) -> StyleTransfer:
+        "The model called `name` (Table 4's name), in eval mode."
+        method, source = self.sources[name]
+        return (load_trained(source) if isinstance(source, (str, Path)) else get_method(method).build(source)).eval()
+
+    def long(self) -> pd.DataFrame:
+        "Every model's scores stacked, with `model`, `method` (Table 4's title) and `loss` (classic, balanced or official) columns."
+        frames = []
+        for name, table in self.scores.items():
+            method, source = self.sources[name]
+            loss = "official" if not isinstance(source, (str, Path)) else read_run(source)["config"]["loss"]
+            frames.append(table.assign(model=name, method=get_method(method).title, loss=loss).join(self.pairs[["kind", "label"]]))
+        return pd.concat(frames).reset_index()
+
+def score_zoo(scale: str = "cpu", methods: list | None = None, losses=LOSSES, *, content_data: str | None = None,
+              style_data: str | None = None, eval_content_data: str | None = None, texture_data: str | None = None,
+              loss_weights: str = "default", official: dict | None = None, seed: int = 0, device=None, progress: bool = True,
+              batch_size: int = 16) -> ZooScores:
+    "The zoo at `scale` (trained where missing, and the official models of `official`) scored on the evaluation pairs, cached."
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    methods = list(METHODS) if methods is None else list(methods)
+    runs = train_zoo(scale, methods, losses, content_data=content_data, style_data=style_data, loss_weights=loss_weights,
+                     seed=seed, device=str(device), progress=progress)
+    sources = {name: (read_run(f)["config"]["method"], f) for name, f in runs.items()}
+    sources |= {get_method(m).title: (m, files) for m, files in (official or {}).items()}
+    pairs = evaluation_pairs(scale, eval_content_data, style_data, texture_data, seed)
+    scorer = build_scorer(pairs, loss_weights, device=device, progress=progress)
+    zoo = ZooScores(pairs, scorer, sources, {}, "", "")
+    for name, (method, source) in sources.items():
+        checksum = run_checksum(source) if isinstance(source, (str, Path)) else file_checksum(source)
+        zoo.scores[name] = score_model(zoo.model(name), pairs, scorer, checksum, name, batch_size=batch_size, device=device, progress=progress)
+    zoo.data_label = ("held-out procedural content, unseen procedural painters and textures (balstyle.standins)" if eval_content_data is None
+                      else f"ImageNet test ({eval_content_data}), Painter by Numbers test ({style_data}), DTD ({texture_data})")
+    zoo.weights_label = f"zoo at {scale} scale, loss network {scorer.loss_net.arch} ({scorer.loss_net.weights})"
+    return zoo
+
+# %% ../../nbs/18_evaluation.ipynb #7389cc1a
+@torch.no_grad()
+def deception_bounds(zoo: ZooScores, batch_size: int = 32) -> dict:
+    "The deception rate of the unstylised content on the painting pairs (floor) and of the gallery's works, leave-one-out (ceiling)."
+    s, device = zoo.scorer, next(zoo.scorer.artists.parameters()).device
+    paintings = zoo.pairs[zoo.pairs["kind"] == "painting"]
+    features = torch.cat([s.artist_features(c.to(device)).cpu() for c, _ in DataLoader(_PairImages(paintings, s.image_size), batch_size=batch_size)])
+    floor = deceived(features, list(paintings["label"]), s.gallery, s.gallery_artists)
+    ceiling = deceived(s.gallery, s.gallery_artists, s.gallery, s.gallery_artists, torch.arange(len(s.gallery)))
+    return {"floor": float(floor.mean()), "ceiling": float(ceiling.mean()), "floor_outcomes": floor, "gallery": len(s.gallery),
+            "painters": len(set(s.gallery_artists))}
+
+# %% ../../nbs/18_evaluation.ipynb #8827dade
+def distribution_figure(long: pd.DataFrame, column: str, log: bool = False, title: str = ""):
+    "The distribution of `column` per method (one panel each), its models overlaid and coloured by the loss they were trained with."
+    import seaborn as sns
+    grid = sns.displot(long, x=column, hue="loss", col="method", kind="kde", log_scale=log, common_norm=False, fill=True,
+                       height=2.4, aspect=1.1, facet_kws=dict(sharex=False, sharey=False))
+    if title: grid.figure.suptitle(title, fontsize=9, y=1.02)
+    return grid.figure
+
+def quantile_pairs(scores: pd.DataFrame, column: str, quantiles=(0.05, 0.5, 0.95)) -> list:
+    "The pair nearest each quantile of `column` (the low, middle and high parts of the distribution)."
+    values = scores[column]
+    return [int((values - values.quantile(q)).abs().idxmin()) for q in quantiles]
+
+@torch.no_grad()
+def examples_figure(zoo: ZooScores, models: list, column: str, quantiles=(0.05, 0.5, 0.95), title: str = ""):
+    "One row per model: the content, style and pastiche of its pairs at `quantiles` of `column`; the values in the row label."
+    from balstyle.plots import image_grid
+    images, rows = [], []
+    load = _PairImages(zoo.pairs, zoo.scorer.image_size)
+    for name in models:
+        model, picks = zoo.model(name), quantile_pairs(zoo.scores[name], column, quantiles)
+        for pair in picks:
+            content, style = (x[None] for x in load[zoo.pairs.index.get_loc(pair)])
+            images += [content[0], style[0], model.stylize(content, style)[0]]
+        rows.append(f"{name}\n" + " / ".join(f"{zoo.scores[name].loc[p, column]:.3g}" for p in picks))
+    columns = [f"{label}, q {q:.2f}" if label == "pastiche" else label for q in quantiles for label in ("content", "style", "pastiche")]
+    return image_grid(images, len(rows), 3 * len(quantiles), rows, columns, tile=1.1, title=title)
