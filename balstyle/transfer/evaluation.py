@@ -39,7 +39,7 @@ __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'SCORE_LAYERS
            'ArtistConfig', 'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net',
            'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_model', 'paired_interval',
            'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure', 'quantile_pairs',
-           'examples_figure']
+           'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -407,3 +407,16 @@ def examples_figure(zoo: ZooScores, models: list, column: str, quantiles=(0.05, 
         rows.append(f"{name}\n" + " / ".join(f"{zoo.scores[name].loc[p, column]:.3g}" for p in picks))
     columns = [f"{label}, q {q:.2f}" if label == "pastiche" else label for q in quantiles for label in ("content", "style", "pastiche")]
     return image_grid(images, len(rows), 3 * len(quantiles), rows, columns, tile=1.1, title=title)
+
+# %% ../../nbs/18_evaluation.ipynb #b515b267
+def pair_images(zoo: ZooScores, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
+    "The content and style images of `pairs` (pair ids), at the scorer's size."
+    load = _PairImages(zoo.pairs, zoo.scorer.image_size)
+    contents, styles = zip(*(load[zoo.pairs.index.get_loc(p)] for p in pairs))
+    return torch.stack(contents), torch.stack(styles)
+
+@torch.no_grad()
+def pastiches(zoo: ZooScores, name: str, pairs: list, alpha: float = 1.0) -> torch.Tensor:
+    "The pastiches of `pairs` by the model `name`, at style strength `alpha`, in [0, 1]."
+    content, style = pair_images(zoo, pairs)
+    return zoo.model(name).stylize(content, style, alpha=alpha)
