@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from balstyle.transfer.evaluation import build_scorer, deceived, evaluation_pairs, nearest, paired_interval, score_model
+from balstyle.transfer.evaluation import build_scorer, deceived, evaluation_pairs, nearest, paired_interval, score_model, score_models
 from balstyle.transfer.models import StyleTransfer, blend
 
 
@@ -47,14 +47,14 @@ def test_paired_interval_uses_the_pairing():
 
 class Toy(StyleTransfer):
     "A deterministic stand-in model that counts its calls and can fail on a chosen call."
-    def __init__(self, fail_at: int | None = None):
+    def __init__(self, fail_at: int | None = None, gain: float = 0.5):
         super().__init__()
-        self.calls, self.fail_at = 0, fail_at
+        self.calls, self.fail_at, self.gain = 0, fail_at, gain
     def encode_style(self, style): return style.mean((2, 3), keepdim=True)
     def transfer(self, content, codes, weights, alpha):
         self.calls += 1
         if self.fail_at is not None and self.calls >= self.fail_at: raise KeyboardInterrupt("killed")
-        return 0.5 * content + alpha * blend(codes, weights)
+        return self.gain * content + alpha * blend(codes, weights)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,14 @@ def test_a_killed_scoring_pass_resumes_where_it_stopped(smoke, tmp_path):
     assert resumed.calls == (len(pairs) - 16) // 4                     # two chunks (16 pairs) were kept
     whole = score_model(Toy(), pairs, scorer, "k", "toy", batch_size=4, chunk=8, folder=tmp_path / "b", progress=False)
     assert table.equals(whole) and list(table.index) == list(pairs.index)
+
+
+def test_scoring_models_together_gives_each_model_its_own_scores(smoke, tmp_path):
+    "Sharing the images and their features across models changes no number: together equals one by one."
+    pairs, scorer = smoke
+    together = score_models({"a": (Toy(gain=0.5), "a1"), "b": (lambda: Toy(gain=0.9), "b1")}, pairs, scorer, batch_size=8,
+                            folder=tmp_path / "together", progress=False)
+    for name, gain, checksum in (("a", 0.5, "a1"), ("b", 0.9, "b1")):
+        alone = score_model(Toy(gain=gain), pairs, scorer, checksum, name, batch_size=8, folder=tmp_path / name, progress=False)
+        assert together[name].equals(alone), name
+    assert not together["a"]["classic"].equals(together["b"]["classic"])

@@ -37,9 +37,9 @@ log = get_logger("evaluation")
 # %% auto #0
 __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'SCORE_LAYERS', 'evaluation_sources', 'evaluation_pairs',
            'ArtistConfig', 'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net',
-           'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_model', 'paired_interval',
-           'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure', 'quantile_pairs',
-           'examples_figure', 'pair_images', 'pastiches']
+           'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model',
+           'paired_interval', 'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure',
+           'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -255,9 +255,8 @@ def build_scorer(pairs: pd.DataFrame, loss_weights: str = "default", artist_run:
 SCORE_LAYERS = PAPER_STYLE_LAYERS
 
 @torch.no_grad()
-def score_images(pastiche: torch.Tensor, content: torch.Tensor, style: torch.Tensor, scorer: Scorer) -> pd.DataFrame:
-    "Per pastiche: each layer's classic and balanced style loss and their sums (eqs 6, 7, 13), the content loss (eq 2), its artist features' row."
-    p, c, s = (scorer.loss_net(x.float()) for x in (pastiche, content, style))
+def _score_features(p: dict, c: dict, s: dict) -> pd.DataFrame:
+    "The scores of pastiches from their loss-network features `p` and their contents' and styles' `c`, `s`."
     styles = lambda f: {k: f[k] for k in SCORE_LAYERS}
     classic = classic_style_loss(styles(p), styles(s), reduction="none").cpu().numpy()
     balanced = balanced_style_loss(styles(p), styles(s), reduction="none").cpu().numpy()
@@ -267,43 +266,59 @@ def score_images(pastiche: torch.Tensor, content: torch.Tensor, style: torch.Ten
                                     reduction="sample").cpu().numpy()
     return pd.DataFrame(table)
 
-def _score_chunk(model: StyleTransfer, pairs: pd.DataFrame, scorer: Scorer, batch_size: int, device, bf16: bool, bar) -> pd.DataFrame:
-    "The scores of `pairs` (one chunk), with the deception outcome of the painting pairs."
-    tables, features = [], []
-    for content, style in DataLoader(_PairImages(pairs, scorer.image_size), batch_size=batch_size):
-        content, style = content.to(device), style.to(device)
-        with bf16_autocast(device, bf16): pastiche = model.stylize(content, style)
-        tables.append(score_images(pastiche.float(), content, style, scorer))
-        features.append(scorer.artist_features(pastiche.float()).cpu())
-        bar.update(len(content))
-    table = pd.concat(tables, ignore_index=True).set_index(pairs.index)
-    found = np.asarray(scorer.gallery_artists, dtype=object)[nearest(torch.cat(features), scorer.gallery).numpy()]
+@torch.no_grad()
+def score_images(pastiche: torch.Tensor, content: torch.Tensor, style: torch.Tensor, scorer: Scorer) -> pd.DataFrame:
+    "Per pastiche: each layer's classic and balanced style loss and their sums (eqs 6, 7, 13), and the content loss (eq 2)."
+    return _score_features(*(scorer.loss_net(x.float()) for x in (pastiche, content, style)))
+
+def _deception(table: pd.DataFrame, features: torch.Tensor, pairs: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
+    "`table` with the nearest gallery painter and the deception outcome of the painting pairs (texture pairs: none)."
+    found = np.asarray(scorer.gallery_artists, dtype=object)[nearest(features, scorer.gallery).numpy()]
     painting = (pairs["kind"] == "painting").to_numpy()
     table["nearest_artist"] = np.where(painting, found, None)
     table["deceived"] = np.where(painting, found == pairs["label"].to_numpy(dtype=object), np.nan)
     return table
 
-def score_model(model: StyleTransfer, pairs: pd.DataFrame, scorer: Scorer, checksum: str, name: str = "model", *,
-                batch_size: int = 16, device=None, bf16: bool = True, chunk: int = 256, progress: bool = True,
-                folder: str | Path | None = None) -> pd.DataFrame:
-    "Every pair's scores for `model`, cached in `folder` (`data/cache/scores/`) by its `checksum`, the pairs and the scorer; resumed chunk by chunk."
+@torch.no_grad()
+def _score_chunk(models: dict, pairs: pd.DataFrame, scorer: Scorer, batch_size: int, device, bf16: bool, bar) -> dict:
+    "The scores of `pairs` (one chunk) for every model of `models` ({name: model}): images and their features computed once."
+    tables, features = {n: [] for n in models}, {n: [] for n in models}
+    for content, style in DataLoader(_PairImages(pairs, scorer.image_size), batch_size=batch_size):
+        content, style = content.to(device), style.to(device)
+        c, s = scorer.loss_net(content), scorer.loss_net(style)
+        for name, model in models.items():
+            with bf16_autocast(device, bf16): pastiche = model.stylize(content, style).float()
+            tables[name].append(_score_features(scorer.loss_net(pastiche), c, s))
+            features[name].append(scorer.artist_features(pastiche).cpu())
+        bar.update(len(content) * len(models))
+    return {n: _deception(pd.concat(tables[n], ignore_index=True).set_index(pairs.index), torch.cat(features[n]), pairs, scorer) for n in models}
+
+def score_models(models: dict, pairs: pd.DataFrame, scorer: Scorer, *, batch_size: int = 16, device=None, bf16: bool = True,
+                 chunk: int = 256, progress: bool = True, folder: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    "Every pair's scores for each of `models` ({name: (model or a function returning it, checksum)}), cached and resumed (see above)."
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    key = hashlib.sha256(f"{checksum} {pairs.attrs['digest']} {scorer.digest}".encode()).hexdigest()[:12]
-    path = Path(folder or cache_dir() / "scores") / f"{name}-{key}.csv"
-    if path.is_file(): return pd.read_csv(path, index_col="pair")
-    parts = path.with_name(f".{path.name}.parts")
-    parts.mkdir(parents=True, exist_ok=True)
-    model = model.to(device).eval()
-    done = {int(p.stem) for p in parts.glob("*.csv")}
-    with tqdm(total=len(pairs), desc=f"scoring {name}", disable=not progress) as bar:
-        bar.update(sum(len(pairs.iloc[s:s + chunk]) for s in done))
-        for start in range(0, len(pairs), chunk):
-            if start in done: continue
-            _atomic_csv(_score_chunk(model, pairs.iloc[start:start + chunk], scorer, batch_size, device, bf16, bar), parts / f"{start}.csv")
-    table = pd.concat([pd.read_csv(parts / f"{s}.csv", index_col="pair") for s in range(0, len(pairs), chunk)])
-    _atomic_csv(table, path)
-    shutil.rmtree(parts, ignore_errors=True)
-    return table
+    key = lambda checksum: hashlib.sha256(f"{checksum} {pairs.attrs['digest']} {scorer.digest}".encode()).hexdigest()[:12]
+    paths = {n: Path(folder or cache_dir() / "scores") / f"{n}-{key(checksum)}.csv" for n, (_, checksum) in models.items()}
+    todo = {n: p.with_name(f".{p.name}.parts") for n, p in paths.items() if not p.is_file()}
+    starts = range(0, len(pairs), chunk)
+    if todo:
+        loaded = {n: (m() if callable(m) and not isinstance(m, nn.Module) else m).to(device).eval() for n, (m, _) in models.items() if n in todo}
+        for parts in todo.values(): parts.mkdir(parents=True, exist_ok=True)
+        missing = {s: [n for n in todo if not (todo[n] / f"{s}.csv").is_file()] for s in starts}
+        with tqdm(total=sum(len(pairs.iloc[s:s + chunk]) * len(ns) for s, ns in missing.items()), desc="scoring " + ", ".join(todo),
+                  disable=not progress) as bar:
+            for s, names in missing.items():
+                if not names: continue
+                for n, table in _score_chunk({n: loaded[n] for n in names}, pairs.iloc[s:s + chunk], scorer, batch_size, device, bf16, bar).items():
+                    _atomic_csv(table, todo[n] / f"{s}.csv")
+        for n, parts in todo.items():
+            _atomic_csv(pd.concat([pd.read_csv(parts / f"{s}.csv", index_col="pair") for s in starts]), paths[n])
+            shutil.rmtree(parts, ignore_errors=True)
+    return {n: pd.read_csv(p, index_col="pair") for n, p in paths.items()}
+
+def score_model(model: StyleTransfer, pairs: pd.DataFrame, scorer: Scorer, checksum: str, name: str = "model", **kw) -> pd.DataFrame:
+    "Every pair's scores for one model (`score_models`' keyword arguments), cached by its `checksum`, the pairs and the scorer."
+    return score_models({name: (model, checksum)}, pairs, scorer, **kw)[name]
 
 # %% ../../nbs/18_evaluation.ipynb #c63a8cb0
 def paired_interval(a, b, relative: bool = False, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
@@ -359,9 +374,9 @@ def score_zoo(scale: str = "cpu", methods: list | None = None, losses=LOSSES, *,
     pairs = evaluation_pairs(scale, eval_content_data, style_data, texture_data, seed)
     scorer = build_scorer(pairs, loss_weights, device=device, progress=progress)
     zoo = ZooScores(pairs, scorer, sources, {}, "", "")
-    for name, (method, source) in sources.items():
-        checksum = run_checksum(source) if isinstance(source, (str, Path)) else file_checksum(source)
-        zoo.scores[name] = score_model(zoo.model(name), pairs, scorer, checksum, name, batch_size=batch_size, device=device, progress=progress)
+    checksum = lambda source: run_checksum(source) if isinstance(source, (str, Path)) else file_checksum(source)
+    zoo.scores = score_models({name: (lambda name=name: zoo.model(name), checksum(source)) for name, (_, source) in sources.items()},
+                              pairs, scorer, batch_size=batch_size, device=device, progress=progress)
     zoo.data_label = ("held-out procedural content, unseen procedural painters and textures (balstyle.standins)" if eval_content_data is None
                       else f"ImageNet test ({eval_content_data}), Painter by Numbers test ({style_data}), DTD ({texture_data})")
     zoo.weights_label = f"zoo at {scale} scale, loss network {scorer.loss_net.arch} ({scorer.loss_net.weights})"
