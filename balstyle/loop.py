@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from .core import cache_dir, get_logger
 
 # %% auto #0
-__all__ = ['log', 'batch_keys', 'StepBatches', 'save_atomic', 'load_checkpoint', 'rng_state', 'set_rng_state', 'settings_digest',
-           'RunSettings', 'read_run', 'TrainingInterrupted', 'init_distributed', 'TrainingLoop']
+__all__ = ['log', 'batch_keys', 'StepBatches', 'write_atomic', 'save_atomic', 'load_checkpoint', 'rng_state', 'set_rng_state',
+           'settings_digest', 'RunSettings', 'read_run', 'TrainingInterrupted', 'init_distributed', 'TrainingLoop']
 
 # %% ../nbs/03_loop.ipynb #d1a03a17
 log = get_logger("loop")
@@ -58,18 +58,22 @@ class StepBatches:
         for step in range(self.start, self.stop): yield batch_keys(step, *self.args)
 
 # %% ../nbs/03_loop.ipynb #a80b5992
-def save_atomic(obj, path: str | Path) -> Path:
-    "`torch.save` to a temporary file beside `path`, fsync, then rename over `path`."
+def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    "`write(file)` to a temporary file beside `path`, fsync, then rename it over `path`: the old file or the new one, never a torn one."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+        with open(tmp, mode) as f:
+            write(f)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
+
+def save_atomic(obj, path: str | Path) -> Path:
+    "`torch.save` `obj` to `path` atomically (`write_atomic`)."
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 def load_checkpoint(path: str | Path) -> dict:
     "A checkpoint written by `save_atomic`, loaded safely, with an error that names the file."
@@ -225,8 +229,7 @@ class TrainingLoop:
             "steps": self.steps, "seconds": round(self.seconds, 1), "final_losses": final, "final_losses_over_steps": len(tail),
             "weights": checksums, "machine": f"{torch.__version__}, {os.cpu_count()} CPUs"
             + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")}
-        tmp = self.folder / ".run.json.tmp"
-        tmp.write_text(json.dumps(run, indent=1)); os.replace(tmp, self.folder / "run.json")
+        write_atomic(self.folder / "run.json", lambda f: f.write(json.dumps(run, indent=1)), "w")
         return run
 
     def save(self, step: int, extra: dict) -> None:

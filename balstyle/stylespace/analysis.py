@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .nets import lab_to_rgb, rgb_to_lab
 from ..loop import read_run
-from .train import FrozenCodes, Portraits, encode_all, load_stage, style_space
+from .train import FrozenCodes, load_stage, style_space
 
 # %% auto #0
 __all__ = ['study_runs', 'StyleSpace', 'factor_correlations', 'best_tracking', 'linear_probe']

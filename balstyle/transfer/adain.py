@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..core import load_weights
 from .models import EncoderTaps, Method, Recipe, StyleTransfer, adain, blend, mirror_decoder, vgg_encoder
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +23,7 @@ from tqdm.auto import tqdm
 from ..core import bf16_autocast, cache_dir, exclusive, get_logger
 from ..data import ImageFiles, deception_test_split, dtd, image_files, load_image, painter_by_numbers_info, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
-from ..loop import RunSettings, TrainingLoop, read_run
+from ..loop import RunSettings, TrainingLoop, read_run, write_atomic
 from ..standins.synth import synth_dataset
 from .losses import balanced_style_loss, classic_style_loss, content_loss
 from .methods import METHODS, get_method
@@ -35,11 +33,11 @@ from .train import LOSSES, load_trained, run_checksum, train_zoo
 log = get_logger("evaluation")
 
 # %% auto #0
-__all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'SCORE_LAYERS', 'evaluation_sources', 'evaluation_pairs',
-           'ArtistConfig', 'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net',
-           'nearest', 'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model',
-           'paired_interval', 'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure',
-           'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
+__all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'evaluation_sources', 'evaluation_pairs', 'ArtistConfig',
+           'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net', 'nearest',
+           'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model', 'paired_interval',
+           'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure', 'quantile_pairs',
+           'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -48,13 +46,9 @@ EVAL_SCALES = {
     "paper": dict(paintings=5000, textures=20000, image_size=256, min_paintings=30),
 }
 
-def _atomic_csv(table: pd.DataFrame, path: Path, **kw) -> Path:
-    "Write `table` as CSV to a temporary file beside `path`, then rename it over `path`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    table.to_csv(tmp, **kw)
-    os.replace(tmp, path)
-    return path
+def _atomic_csv(table: pd.DataFrame, path: Path) -> Path:
+    "`table` as CSV at `path`, written atomically."
+    return write_atomic(path, lambda f: table.to_csv(f), "w")
 
 def evaluation_sources(scale: str, content_data: str | None = None, style_data: str | None = None,
                        texture_data: str | None = None, seed: int = 0) -> dict[str, str]:
@@ -142,7 +136,7 @@ def _views(image: torch.Tensor, size: int) -> list[torch.Tensor]:
 def work_statistics(net: ArtistNet, files: list, size: int, views: bool, device, batch_size: int = 32, desc: str = "") -> torch.Tensor:
     "The statistics of the works `files` (five views each when `views`, else the centre crop): (works × views, 1920)."
     plain, out = to_tensor_transform(size if not views else None), []
-    images = ImageFiles(files, transform=plain)
+    images = ImageFiles(files, transform=plain, on_error="raise")       # a skipped work would shift every label after it
     loader = DataLoader(images, batch_size=1 if views else batch_size)
     for batch in tqdm(loader, desc=desc or "artist statistics", leave=False):
         x = torch.stack([v for im in batch for v in _views(im, size)]) if views else batch
@@ -225,7 +219,6 @@ class Scorer:
     loss_net: nn.Module
     artists: ArtistNet
     gallery: torch.Tensor
-    gallery_files: list
     gallery_artists: list
     image_size: int
     digest: str
@@ -249,19 +242,17 @@ def build_scorer(pairs: pd.DataFrame, loss_weights: str = "default", artist_run:
     gallery = artists.embed(work_statistics(artists, files, size, False, device, desc="artist features (gallery)").to(device)).cpu()
     net = f"{loss_net.arch}/{loss_net.weights}"
     digest = hashlib.sha256(f"{net} {read_run(artist_run)['weights']} {size} {len(files)}".encode()).hexdigest()[:10]
-    return Scorer(loss_net, artists, gallery, files, list(unseen["artist"]), size, digest, str(artist_run))
+    return Scorer(loss_net, artists, gallery, list(unseen["artist"]), size, digest, str(artist_run))
 
 # %% ../../nbs/18_evaluation.ipynb #a092b11e
-SCORE_LAYERS = PAPER_STYLE_LAYERS
-
 @torch.no_grad()
 def _score_features(p: dict, c: dict, s: dict) -> pd.DataFrame:
     "The scores of pastiches from their loss-network features `p` and their contents' and styles' `c`, `s`."
-    styles = lambda f: {k: f[k] for k in SCORE_LAYERS}
+    styles = lambda f: {k: f[k] for k in PAPER_STYLE_LAYERS}
     classic = classic_style_loss(styles(p), styles(s), reduction="none").cpu().numpy()
     balanced = balanced_style_loss(styles(p), styles(s), reduction="none").cpu().numpy()
-    table = {f"classic_{l}": classic[:, i] for i, l in enumerate(SCORE_LAYERS)} | {"classic": classic.sum(1)}
-    table |= {f"balanced_{l}": balanced[:, i] for i, l in enumerate(SCORE_LAYERS)} | {"balanced": balanced.sum(1)}
+    table = {f"classic_{l}": classic[:, i] for i, l in enumerate(PAPER_STYLE_LAYERS)} | {"classic": classic.sum(1)}
+    table |= {f"balanced_{l}": balanced[:, i] for i, l in enumerate(PAPER_STYLE_LAYERS)} | {"balanced": balanced.sum(1)}
     table["content"] = content_loss({PAPER_CONTENT_LAYER: p[PAPER_CONTENT_LAYER]}, {PAPER_CONTENT_LAYER: c[PAPER_CONTENT_LAYER]},
                                     reduction="sample").cpu().numpy()
     return pd.DataFrame(table)
@@ -391,7 +382,7 @@ def deception_bounds(zoo: ZooScores, batch_size: int = 32) -> dict:
     features = torch.cat([s.artist_features(c.to(device)).cpu() for c, _ in DataLoader(_PairImages(paintings, s.image_size), batch_size=batch_size)])
     floor = deceived(features, list(paintings["label"]), s.gallery, s.gallery_artists)
     ceiling = deceived(s.gallery, s.gallery_artists, s.gallery, s.gallery_artists, torch.arange(len(s.gallery)))
-    return {"floor": float(floor.mean()), "ceiling": float(ceiling.mean()), "floor_outcomes": floor, "gallery": len(s.gallery),
+    return {"floor": float(floor.mean()), "ceiling": float(ceiling.mean()), "gallery": len(s.gallery),
             "painters": len(set(s.gallery_artists))}
 
 # %% ../../nbs/18_evaluation.ipynb #8827dade

@@ -5,8 +5,6 @@
 # %% ../../nbs/13_sanet.ipynb #a7af1c7a
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
