@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from balstyle.loop import TrainingInterrupted, batch_keys, load_checkpoint, save_atomic
-from balstyle.transfer.train import Objective, TrainingStep, training_model, calibrate_beta, run_config, train, training_images
+from balstyle.transfer.train import Objective, TrainingStep, training_model, calibrate, run_config, train, training_images
 from balstyle.features import PAPER_STYLE_LAYERS, loss_network
 
 BIN = Path(sys.executable).parent
@@ -154,15 +154,18 @@ def test_classic_and_balanced_runs_differ_only_in_the_style_term():
     c = torch.stack([content[k] for k in batch_keys(0, 2, len(content))])
     s = torch.stack([style[k] for k in batch_keys(0, 2, len(style), stream=1)])
     net = loss_network("vgg16", "default", PAPER_STYLE_LAYERS)
-    terms = {}
+    terms, kappas = {}, {}
     for config in (classic, balanced):
         torch.manual_seed(0)
         step = TrainingStep("sanet", training_model(config), Objective(config.loss, net, 1.0, 1.0, config.extra_weights))
-        beta, calibration = calibrate_beta(step, content, style, config, "cpu")
+        beta, kappa, calibration = calibrate(step, content, style, config, "cpu")
         assert beta * calibration["style"] == pytest.approx(calibration["content"])       # β balances the two terms
-        step.objective.beta = beta
+        own = calibration["reference_content"] + 3.0 * calibration["reference_style"]          # SANet's reference weights 1 and 3
+        assert kappa * own == pytest.approx(2 * calibration["content"])                         # κ: our content + style over the reference's
+        step.objective.beta, kappas[config.loss] = beta, kappa
         with torch.no_grad(): terms[config.loss] = (beta, step(c, s))
     (b1, t1), (b2, t2) = terms["classic"], terms["balanced"]
+    assert kappas["classic"] == pytest.approx(kappas["balanced"])                            # κ does not depend on the style loss
     for k in ("content", "identity1", "identity2"): assert torch.equal(t1[k], t2[k]), k
     assert t1["style"] > 1e3 and 0 < t2["style"] <= len(PAPER_STYLE_LAYERS)                 # eq 8 vs eq 13: each layer in [0, 1]
     rest = t1["content"] + 50 * t1["identity1"] + t1["identity2"]

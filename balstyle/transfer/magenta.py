@@ -16,13 +16,15 @@ import torch.nn.functional as F
 from torchvision.models import inception as tv_inception
 
 from ..core import load_weights
-from .models import Method, Recipe, StyleTransfer, blend
+from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
+from .losses import gram
+from .models import Method, Recipe, StyleTransfer, blend, mse
 
 # %% auto #0
 __all__ = ['STYLE_SITES', 'BOTTLENECK_DIM', 'StyleParams', 'DEFAULT_IGNORE', 'MAGENTA', 'SlimBatchNorm2d', 'SlimConv2d',
            'conditional_style_norm', 'Conv1x1', 'StyleParamHead', 'StylePredictor', 'ContractConv', 'StyleConv',
            'ConditionalResidualBlock', 'Transformer', 'Magenta', 'tf_to_torch_names', 'magenta_variable_names',
-           'read_tf_variables', 'load_tf_variables', 'total_variation', 'tv_terms']
+           'read_tf_variables', 'load_tf_variables', 'total_variation', 'tv_terms', 'reference_loss']
 
 # %% ../../nbs/15_magenta.ipynb #dd899421
 # TF variable suffix -> torch attribute path, for each kind of TF-backed module.
@@ -554,13 +556,26 @@ def tv_terms(model: Magenta, content: torch.Tensor, style: torch.Tensor) -> tupl
     pastiche = model(content, style)
     return pastiche, {"tv": total_variation(pastiche)}
 
+# %% ../../nbs/15_magenta.ipynb #d9baab05
+@functools.cache
+def _reference_loss_network() -> nn.Module:
+    "The Caffe-range ImageNet VGG standing in for Magenta's slim VGG-16 loss network (loaded once)."
+    return loss_network("vgg16", "pastiche", PAPER_STYLE_LAYERS)
+
+@torch.no_grad()
+def reference_loss(model: Magenta, pastiche: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict:
+    "Magenta's own content (`relu3_3` MSE) and style (MSE of Grams FᵀF/(HW) at the four style layers) terms, unweighted."
+    net = _reference_loss_network().to(pastiche.device)
+    p, c, s = (net(x) for x in (pastiche, content, style))
+    return {"content": mse(p[PAPER_CONTENT_LAYER], c[PAPER_CONTENT_LAYER]), "style": sum(mse(gram(p[k]), gram(s[k])) for k in PAPER_STYLE_LAYERS)}
+
 # %% ../../nbs/15_magenta.ipynb #1e5fe96a
 MAGENTA = Method(
     name="magenta", title="GoogleMagenta", abbreviation="GM", model=Magenta,
     weight_files={"transformer": "transformer.pth", "predictor": "predictor.pth"},
     recipe=Recipe(("transformer", "predictor"), lr=1e-5, lr_decay=0.0, batch_size=8, steps=8_000_000, load_size=258,
-                  extra_weights={"tv": 1e4}, reference_style_weight=0.5e-3,
+                  extra_weights={"tv": 1e4}, reference_content_weight=1.0, reference_style_weight=0.5e-3,
                   sources={"all": "reference code: magenta arbitrary_image_stylization_train.py flags",
                            "steps": "reference flag default; Magenta's README reports about 3M steps on 8 GPUs"}),
-    cpu_budget=dict(steps=150, lr_scale=30.0), terms=tv_terms,
+    cpu_budget=dict(steps=150, lr_scale=30.0), terms=tv_terms, reference_loss=reference_loss,
     official="the arbitrary_style_transfer checkpoint, its variables saved as .npz (magenta)", official_loss="Classic + VGG-16")

@@ -180,7 +180,8 @@ class Recipe:
     content_weight: float = 1.0
     extra_weights: dict = field(default_factory=dict)   # λ_k of the method's own terms
     decoder_init: str | None = None                      # "reconstruction": the decoder starts as the reconstruction decoder
-    reference_style_weight: float | None = None          # the reference code's weight on its *own* style loss (for the record)
+    reference_content_weight: float = 1.0                # the reference code's weight on its *own* content loss
+    reference_style_weight: float | None = None          # the reference code's weight on its *own* style loss
     sources: dict = field(default_factory=dict)          # which value follows the paper, which the reference code
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -203,6 +204,7 @@ class TrainingSpec:
     terms: Callable = pastiche_terms            # (model, content, style) → (pastiche, {its own terms})
     identity_init: Callable | None = None       # (model, content images): start the transformation near the identity
     style_loss: bool = True                     # False: a stage with no style term (the reconstruction decoder)
+    reference_loss: Callable | None = None      # (model, pastiche, content, style) → the reference code's own {"content", "style"}
 
     @property
     def parts(self) -> tuple[str, ...]:

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from ..core import load_weights
-from .models import EncoderTaps, Method, Recipe, StyleTransfer, blend, mean_variance_norm, mirror_decoder, mse, vgg_encoder
+from .models import (EncoderTaps, Method, Recipe, StyleTransfer, blend, mean_std, mean_variance_norm, mirror_decoder,
+                                      mse, vgg_encoder)
 
 # %% auto #0
-__all__ = ['SANET', 'StyleAttention', 'SANetTransform', 'SANet', 'identity_terms', 'identity_init']
+__all__ = ['SANET', 'StyleAttention', 'SANetTransform', 'SANet', 'identity_terms', 'identity_init', 'reference_loss']
 
 # %% ../../nbs/13_sanet.ipynb #764fd2ba
 class StyleAttention(nn.Module):
@@ -82,12 +83,21 @@ def identity_init(model: SANet, images: torch.Tensor | None = None) -> SANet:
     nn.init.dirac_(t.merge_conv.weight); nn.init.zeros_(t.merge_conv.bias)
     return model
 
+# %% ../../nbs/13_sanet.ipynb #2d65253a
+@torch.no_grad()
+def reference_loss(model: SANet, pastiche: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict:
+    "The reference code's own content (normalised features, relu4_1 + relu5_1) and style (mean and std, relu1_1…relu5_1) terms, unweighted."
+    p, c, s = (model.encoder(x) for x in (pastiche, content, style))
+    content_term = sum(mse(mean_variance_norm(p[k]), mean_variance_norm(c[k])) for k in ("relu4_1", "relu5_1"))
+    style_term = sum(mse(a, b) for k in model.style_layers for a, b in zip(mean_std(p[k]), mean_std(s[k])))
+    return {"content": content_term, "style": style_term}
+
 # %% ../../nbs/13_sanet.ipynb #f23f9df1
 SANET = Method(
     name="sanet", title="SANet", abbreviation="SAN", model=SANet, weight_files={"transform": "transformer.pth", "decoder": "decoder.pth"},
     recipe=Recipe(("transform", "decoder"), lr=1e-4, lr_decay=5e-5, batch_size=5, steps=160_000,
-                  extra_weights={"identity1": 50.0, "identity2": 1.0}, reference_style_weight=3.0,
+                  extra_weights={"identity1": 50.0, "identity2": 1.0}, reference_content_weight=1.0, reference_style_weight=3.0,
                   sources={"all": "reference code: GlebSBrykin/SANET Train.ipynb (the authors released none)"}),
     cpu_budget=dict(steps=80, lr_scale=1.0, transform_init="identity", decoder_init="reconstruction"),
-    terms=identity_terms, identity_init=identity_init,
+    terms=identity_terms, identity_init=identity_init, reference_loss=reference_loss,
     official="transformer_iter_500000.pth and decoder_iter_500000.pth (GlebSBrykin/SANET)", official_loss="the method's own + VGG-19")

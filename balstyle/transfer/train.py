@@ -31,10 +31,11 @@ from .methods import METHODS, RECONSTRUCTION_DECODER, STAGES, get_trainable, tra
 from .models import StyleTransfer, load_decoder
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'RunConfig', 'run_config', 'TrainingCrops',
-           'training_images', 'Objective', 'TrainingStep', 'calibrate_beta', 'recalibrate_batch_norm', 'training_model',
-           'trainable_state', 'saved_state', 'identity_transform', 'train', 'Run', 'build_run', 'run_steps',
-           'train_config', 'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments', 'train_command', 'main']
+__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'RunConfig', 'run_config',
+           'TrainingCrops', 'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used',
+           'term_shares', 'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'trainable_state',
+           'saved_state', 'identity_transform', 'train', 'Run', 'build_run', 'run_steps', 'train_config',
+           'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -51,12 +52,13 @@ SCALE_SETTINGS = {
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 TRANSFORM_INITS = ("reference", "identity")
+EXTRA_CALIBRATIONS = ("reference", "none")   # the method's extra weights: scaled to the reference's content term, or as written
 
 # %% ../../nbs/17_train.ipynb #7573d36f
 @dataclass(frozen=True)
 class RunConfig(RunSettings):
     "Everything that determines a training run; its digest names the run and guards `resume`."
-    later_fields: ClassVar[dict] = {"transform_init": "reference"}   # added after runs were cached: at the default, old names stay
+    later_fields: ClassVar[dict] = {"transform_init": "reference", "extra_calibration": "none"}   # added after runs were cached: at the default, old names stay
     method: str
     loss: str
     scale: str
@@ -77,6 +79,7 @@ class RunConfig(RunSettings):
     loss_network: str
     seed: int = 0
     transform_init: str = "reference"    # or "identity": the method's `identity_init` starts its transformation
+    extra_calibration: str = "none"      # "reference": the extra weights keep the reference code's ratio to the content term
 
     def run_name(self) -> str: return f"{self.method}-{self.loss}-{self.scale}"
 
@@ -97,7 +100,8 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   calibration_batches=s["calibration_batches"], checkpoint_every=s["checkpoint_every"],
                   decoder_init=s.get("decoder_init", recipe.decoder_init), content_data=content_data or SYNTH_DATA,
                   style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed,
-                  transform_init=s.get("transform_init", RunConfig.later_fields["transform_init"]))
+                  transform_init=s.get("transform_init", RunConfig.later_fields["transform_init"]),
+                  extra_calibration="reference" if spec.reference_loss and recipe.extra_weights else "none")
     unknown = sorted(set(overrides) - set(config))
     if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
     config |= overrides
@@ -106,6 +110,10 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
     if config["transform_init"] == "identity" and spec.identity_init is None:
         starts = [name for name, t in trainables().items() if t.identity_init]
         raise ValueError(f"transform_init='identity' is for the methods with an identity start ({', '.join(starts)}); {method} has none")
+    if config["extra_calibration"] not in EXTRA_CALIBRATIONS:
+        raise ValueError(f"extra_calibration must be one of {EXTRA_CALIBRATIONS}, not {config['extra_calibration']!r}")
+    if config["extra_calibration"] == "reference" and spec.reference_loss is None:
+        raise ValueError(f"extra_calibration='reference' needs the method's `reference_loss`; {method} has none")
     return RunConfig(**config)
 
 # %% ../../nbs/17_train.ipynb #dc8a2ac9
@@ -172,23 +180,50 @@ class TrainingStep(nn.Module):
     def __init__(self, method: str, model: StyleTransfer, objective: Objective):
         super().__init__()
         self.spec, self.model, self.objective = get_trainable(method), model, objective
-    def forward(self, content: torch.Tensor, style: torch.Tensor) -> dict:
+    def forward(self, content: torch.Tensor, style: torch.Tensor, reference: bool = False) -> dict:
+        "The terms of eq 1 and their `total`; with `reference`, also the reference code's own terms as `reference_content`, `reference_style`."
         pastiche, extras = self.spec.terms(self.model, content, style)
         if not self.spec.style_loss: return self.objective(pastiche, None, None, extras)
-        return self.objective(pastiche, content, style, extras)
+        terms = self.objective(pastiche, content, style, extras)
+        if reference and self.spec.reference_loss is not None:
+            terms |= {f"reference_{k}": v for k, v in self.spec.reference_loss(self.model, pastiche, content, style).items()}
+        return terms
 
 # %% ../../nbs/17_train.ipynb #e3e7aae9
 @torch.no_grad()
-def calibrate_beta(step_module: TrainingStep, content: Dataset, style: Dataset, config: RunConfig, device) -> tuple[float, dict]:
-    "β = mean content term / mean style term of the untrained model over `config.calibration_batches` batches."
-    totals = {"content": 0.0, "style": 0.0}
+def calibrate(step_module: TrainingStep, content: Dataset, style: Dataset, config: RunConfig, device) -> tuple[float, float, dict]:
+    "β and the extra weights' scale κ from the untrained model's mean terms over `config.calibration_batches` batches, and the means."
+    reference = config.extra_calibration == "reference"
+    means = {}
     for t in range(config.calibration_batches):
         c, s = (torch.stack([ds[k] for k in batch_keys(t, config.batch_size, len(ds), config.seed, stream)]).to(device)
                 for stream, ds in ((10, content), (11, style)))
-        terms = step_module(c, s)
-        for k in totals: totals[k] += terms[k].item() / config.calibration_batches
-    if not totals["style"] > 0: raise RuntimeError(f"β calibration: the style term is {totals['style']}; the model's output may be constant")
-    return totals["content"] / totals["style"], totals
+        for k, v in step_module(c, s, reference=reference).items():
+            if k != "total": means[k] = means.get(k, 0.0) + v.item() / config.calibration_batches
+    if not means["style"] > 0: raise RuntimeError(f"β calibration: the style term is {means['style']}; the model's output may be constant")
+    if not reference: return means["content"] / means["style"], 1.0, means
+    recipe, beta = get_trainable(config.method).recipe, means["content"] / means["style"]
+    own = recipe.reference_content_weight * means["reference_content"] + recipe.reference_style_weight * means["reference_style"]
+    if not own > 0: raise RuntimeError(f"extra-term calibration: the reference code's own content and style terms sum to {own}")
+    return beta, (config.content_weight * means["content"] + beta * means["style"]) / own, means
+
+def extra_weights_used(config: RunConfig, extra_scale: float) -> dict:
+    "The method's extra weights as training applies them: the recipe's λ_k times the calibrated scale κ."
+    return {k: extra_scale * w for k, w in config.extra_weights.items()}
+
+def term_shares(means: dict, weights: dict) -> dict:
+    "Each weighted term's share of their sum: w_k·m_k / Σ_j w_j·m_j over the keys of `weights`."
+    weighted = {k: w * means[k] for k, w in weights.items()}
+    return {k: v / sum(weighted.values()) for k, v in weighted.items()}
+
+def calibration_shares(beta: float, extra_scale: float, means: dict, config: RunConfig) -> dict:
+    "The terms' shares of eq 1 on the untrained model with the extra weights as written (`before`) and as scaled (`after`), and in the reference code's own loss."
+    recipe, ours = get_trainable(config.method).recipe, {"content": config.content_weight, "style": beta}
+    shares = {"before": term_shares(means, ours | config.extra_weights), "after": term_shares(means, ours | extra_weights_used(config, extra_scale))}
+    if "reference_content" in means:
+        own = {"content": means["reference_content"], "style": means["reference_style"]} | {k: means[k] for k in config.extra_weights}
+        shares["reference code"] = term_shares(own, {"content": recipe.reference_content_weight, "style": recipe.reference_style_weight} | config.extra_weights)
+    return shares
 
 # %% ../../nbs/17_train.ipynb #dba437ef
 class _PairedInput(nn.Module):
@@ -272,6 +307,7 @@ class Run:
     content: Dataset
     style: Dataset
     beta: float
+    extra_scale: float                   # κ: the extra weights' calibrated scale
     calibration: dict
     data_label: str
     net_label: str
@@ -295,21 +331,24 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
     step_module = TrainingStep(config.method, model, objective).to(device)
     if device.type == "cuda": step_module = step_module.to(memory_format=torch.channels_last)
-    if loop.checkpoint is not None: beta, calibration = loop.checkpoint["beta"], loop.checkpoint["calibration"]
-    elif not spec.style_loss: beta, calibration = 0.0, {}
+    if loop.checkpoint is not None:
+        beta, extra_scale, calibration = loop.checkpoint["beta"], loop.checkpoint.get("extra_scale", 1.0), loop.checkpoint["calibration"]
+    elif not spec.style_loss: beta, extra_scale, calibration = 0.0, 1.0, {}
     else:
-        with _autocast(device, bf16): beta, calibration = calibrate_beta(step_module, content, style, config, device)
-    objective.beta = beta
+        with _autocast(device, bf16): beta, extra_scale, calibration = calibrate(step_module, content, style, config, device)
+    objective.beta, objective.extra_weights = beta, extra_weights_used(config, extra_scale)
     optimizer = torch.optim.Adam([p for p in step_module.parameters() if p.requires_grad], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 / (1 + config.lr_decay * t))
     loop.restore({f"model.{part}": getattr(model, part) for part in spec.recipe.trainable} | {"optimizer": optimizer, "scheduler": scheduler})
     if loop.checkpoint is None:
-        log.info(f"training {config.method} with the {config.loss} style loss at {config.scale} scale in {folder}; β = {beta:.4g}")
+        log.info(f"training {config.method} with the {config.loss} style loss at {config.scale} scale in {folder}; β = {beta:.4g}"
+                 + (f", extra weights × κ = {extra_scale:.4g}" if config.extra_weights else ""))
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(asdict(config) | {"digest": config.digest(), "data": data_label,
-                                                                        "loss_network_used": net_label, "beta": beta}, indent=1))
-    return Run(config, folder, loop, model, step_module, optimizer, scheduler, content, style, beta, calibration, data_label,
+                                                                        "loss_network_used": net_label, "beta": beta, "extra_scale": extra_scale,
+                                                                        "extra_weights_used": objective.extra_weights}, indent=1))
+    return Run(config, folder, loop, model, step_module, optimizer, scheduler, content, style, beta, extra_scale, calibration, data_label,
                net_label, device, rank, world)
 
 def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True,
@@ -333,7 +372,8 @@ def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: in
         run.optimizer.step(); run.scheduler.step()
         return terms
 
-    run.loop.run(zip(*loaders), step, extra={"beta": run.beta, "calibration": run.calibration, "loss_network": run.net_label},
+    run.loop.run(zip(*loaders), step, extra={"beta": run.beta, "extra_scale": run.extra_scale, "calibration": run.calibration,
+                                             "loss_network": run.net_label},
                  columns=lambda: {"lr": run.scheduler.get_last_lr()[0]}, progress=progress, stop_at=stop_at,
                  desc=f"{config.method}/{config.loss}", device=device)
     if run.rank == 0:
@@ -360,7 +400,8 @@ def _finish(run: Run, batch_norm: dict):
     "Write `weights/` in the official layouts and `run.json` with β, steps, wall time, the final losses and checksums."
     files = get_trainable(run.config.method).weight_files
     run.loop.finish({files[part]: state for part, state in saved_state(run.model, run.config).items()}, digest=run.config.digest(),
-                    beta=run.beta, calibration=run.calibration, data=run.data_label, loss_network=run.net_label,
+                    beta=run.beta, extra_scale=run.extra_scale, extra_weights_used=extra_weights_used(run.config, run.extra_scale),
+                    calibration=run.calibration, data=run.data_label, loss_network=run.net_label,
                     batch_norm_recalibrated=batch_norm)
 
 # %% ../../nbs/17_train.ipynb #16b4cd86
