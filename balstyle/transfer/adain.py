@@ -36,7 +36,10 @@ class AdaIN(StyleTransfer):
 ADAIN = Method(
     name="adain", title="AdaIN", abbreviation="AI", model=AdaIN, weight_files={"decoder": "decoder.pth"},
     recipe=Recipe(("decoder",), lr=1e-4, lr_decay=5e-5, batch_size=8, steps=160_000, reference_style_weight=10.0,
-                  sources={"all": "reference code: naoto0804/pytorch-AdaIN train.py (= Lua train.lua)",
-                           "load_size": "reference code: Resize((512, 512)) then RandomCrop(256)"}),
+                  sources={"all": "reference code: naoto0804/pytorch-AdaIN train.py (optimiser, rate, decay, batch, steps "
+                                  "as in the Lua original's train.lua; the style weight is PyTorch's)",
+                           "load_size": "Lua original (xunhuang1995/AdaIN-style train.lua): shorter side to 512, aspect "
+                                        "ratio kept (balstyle's TrainingCrops), then a random 256 crop; naoto0804's "
+                                        "train.py differs: it squashes to Resize((512, 512)) before RandomCrop(256)"}),
     cpu_budget=dict(steps=150, lr_scale=1.0, decoder_init="reconstruction"),   # ×5 the rate washed every pastiche blue
     official="vgg_normalised.pth and decoder.pth (naoto0804/pytorch-AdaIN releases)", official_loss="the method's own + VGG-19")

@@ -177,6 +177,9 @@ class Recipe:
     image_size: int = 256               # random crop
     load_size: int = 512                # shorter side before the crop
     flip: bool = False                  # random horizontal flips
+    content_crop: str = "random"        # or "centre": the content's crop (Magenta's ImageNet inputs are centre crops)
+    style_augment: bool = False         # the style's colour jitter, both flips and a random larger resize before the crop (Magenta)
+    style_sizes: tuple | None = None    # each batch's styles resized to one random size in [low, high) (Magenta: 128–300)
     content_weight: float = 1.0
     extra_weights: dict = field(default_factory=dict)   # λ_k of the method's own terms
     decoder_init: str | None = None                      # "reconstruction": the decoder starts as the reconstruction decoder
@@ -205,6 +208,7 @@ class TrainingSpec:
     identity_init: Callable | None = None       # (model, content images): start the transformation near the identity
     style_loss: bool = True                     # False: a stage with no style term (the reconstruction decoder)
     reference_loss: Callable | None = None      # (model, pastiche, content, style) → the reference code's own {"content", "style"}
+    pretrained_init: Callable | None = None     # (model) → what it loaded before training (e.g. ImageNet weights when cached), "" if nothing
 
     @property
     def parts(self) -> tuple[str, ...]:

