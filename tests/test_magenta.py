@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from balstyle.transfer.magenta import (BOTTLENECK_DIM, STYLE_SITES, Magenta, SlimBatchNorm2d, StylePredictor,
-                     Transformer, conditional_style_norm, load_tf_variables,
-                     magenta_variable_names, tf_to_torch_names)
+from balstyle.transfer.magenta import (BOTTLENECK_DIM, MAGENTA, STYLE_SITES, Magenta, SlimBatchNorm2d, StylePredictor,
+                     Transformer, _smallest_side_size, conditional_style_norm, imagenet_inception_file,
+                     load_imagenet_predictor, load_tf_variables, magenta_style_image, magenta_variable_names,
+                     tf_resize_bilinear, tf_to_torch_names)
 
 torch.set_num_threads(2)
 
@@ -315,3 +316,127 @@ def test_parameter_counts(model):
     heads = sum(p.numel() for p in model.predictor.heads.parameters())
     assert heads == 2 * (100 * 1379 + 1379)
     assert sum(p.numel() for p in model.predictor.bottleneck.parameters()) == 76_900
+
+
+# ----------------------------------------------------------------- inference resize (fix 6)
+def test_tf_resize_bilinear_gives_tensorflows_values():
+    # tf.compat.v1.image.resize_bilinear(x, [5, 3], align_corners=False), TensorFlow 2.21, x = arange(12)² as 3 x 4
+    want = [[0.0, 2.0, 7.333333969116211], [9.600000381469727, 18.000001907348633, 29.733335494995117],
+            [25.60000228881836, 40.40000534057617, 58.5333366394043],
+            [54.400001525878906, 75.60000610351562, 100.13333129882812], [64.0, 87.33333587646484, 114.0]]
+    got = tf_resize_bilinear((torch.arange(12.0) ** 2).view(1, 1, 3, 4), (5, 3))[0, 0]
+    torch.testing.assert_close(got, torch.tensor(want), atol=1e-5, rtol=1e-6)
+    x = torch.rand(1, 3, 8, 10)
+    assert torch.equal(tf_resize_bilinear(x, (4, 5)), x[..., ::2, ::2])      # legacy: no half-pixel centres
+    assert torch.equal(tf_resize_bilinear(x, (8, 10)), x)
+
+
+def test_smallest_side_size_is_tfs_float32_arithmetic():
+    # values of TF's _smallest_size_at_least (float32 scale, truncation), computed with TensorFlow 2.21
+    assert _smallest_side_size(512, 640, 256) == (256, 320)
+    assert _smallest_side_size(300, 257, 256) == (298, 256)
+    assert _smallest_side_size(41, 256, 256) == (255, 1598)
+    assert _smallest_side_size(80, 100, 256) == (256, 320)                   # small styles grow
+
+
+def test_style_square_crop_is_the_central_square():
+    style = torch.rand(1, 3, 300, 420)
+    assert magenta_style_image(style).shape == (1, 3, 256, 358)
+    assert torch.equal(magenta_style_image(style, square_crop=True), tf_resize_bilinear(style[..., :, 60:360], (256, 256)))
+
+
+def test_eval_mode_resizes_the_style_and_the_content_for_alpha_training_does_not(model):
+    torch.manual_seed(6)
+    content, style = torch.rand(1, 3, 64, 72), torch.rand(1, 3, 512, 600)
+    small = magenta_style_image(style)
+    assert small.shape[-2:] == (256, 300)
+    with torch.no_grad():
+        assert torch.equal(model(content, style), model(content, small))
+        torch.testing.assert_close(model(content, style, alpha=0.5), model.stylize_embedding(
+            content, 0.5 * model.predictor.embedding(small) + 0.5 * model.predictor.embedding(magenta_style_image(content))))
+        training = Magenta().train()
+        training.load_state_dict(model.state_dict())
+        seen = []
+        training.predictor.Conv2d_1a_3x3.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
+        training.encode_style(style)
+    assert seen == [(512, 600)]
+
+
+# ----------------------------------------------------------------- ImageNet start (fix 4)
+def _torchvision_inception(gamma_one: bool):
+    from torchvision.models import inception_v3
+    tv = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in tv.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                if not gamma_one: m.weight.uniform_(-1.5, 1.5, generator=gen)
+                m.bias.normal_(0, 1, generator=gen)
+                m.running_mean.normal_(0, 0.5, generator=gen)
+                m.running_var.uniform_(0.5, 2, generator=gen)
+    return tv.eval()
+
+
+def test_imagenet_file_maps_onto_the_predictor_tensor_for_tensor(tmp_path):
+    tv = _torchvision_inception(gamma_one=True)
+    torch.save(tv.state_dict(), tmp_path / "inc.pth")
+    model = Magenta()
+    rest = {k: v.clone() for k, v in model.predictor.state_dict().items() if k.startswith(("bottleneck", "heads"))}
+    assert load_imagenet_predictor(model, tmp_path / "inc.pth") == f"ImageNet Inception-v3 from {tmp_path / 'inc.pth'}"
+    source, state = tv.state_dict(), model.predictor.state_dict()
+    trunk = [k for k in state if k not in rest]
+    assert len(trunk) == 70 * 5
+    for k in trunk:
+        if not k.endswith("num_batches_tracked"): assert torch.equal(state[k], source[k]), k
+    assert all(torch.equal(state[k], v) for k, v in rest.items())     # bottleneck and heads keep their initialisers
+
+
+def test_imagenet_gamma_is_folded_exactly_for_inference(tmp_path):
+    from torchvision.models import inception as tv_inception
+    import types
+    from unittest import mock
+    tv = _torchvision_inception(gamma_one=False)
+    torch.save(tv.state_dict(), tmp_path / "inc.pth")
+    model = Magenta()
+    assert load_imagenet_predictor(model, tmp_path / "inc.pth").endswith("(γ ≠ 1 folded in 70 of 70 layers)")
+    slim = types.SimpleNamespace(**{**vars(F), "relu": lambda x, inplace=False: F.relu6(x),
+                                    "avg_pool2d": lambda x, kernel_size, stride, padding: F.avg_pool2d(
+                                        x, kernel_size, stride, padding, count_include_pad=False)})
+    x = torch.rand(1, 3, 96, 96, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model.predictor.double().eval().features(x)
+        ref = x
+        with mock.patch.object(tv_inception, "F", slim):
+            for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                         "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+                ref = getattr(tv.double(), name)(ref)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_no_imagenet_file_warns_and_changes_nothing(tmp_path, caplog):
+    model = Magenta()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level("WARNING", logger="balstyle"):
+        assert load_imagenet_predictor(model, tmp_path / "absent.pth") == ""
+    assert "starts from random weights" in caplog.text and str(tmp_path / "absent.pth") in caplog.text
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert imagenet_inception_file().name.startswith("inception_v3_google-")
+
+
+def test_not_an_inception_file_is_refused(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="missing .*Conv2d_1a_3x3.conv.weight"):
+        load_imagenet_predictor(Magenta(), tmp_path / "other.pth")
+    state = _torchvision_inception(gamma_one=True).state_dict()
+    state["Mixed_6e.branch_pool.conv.weight"] = torch.zeros(192, 768, 3, 3)
+    torch.save(state, tmp_path / "bent.pth")
+    model = Magenta()
+    before = model.predictor.Conv2d_1a_3x3.conv.weight.clone()
+    with pytest.raises(ValueError, match=r"mis-shaped \(1\): Mixed_6e.branch_pool: kernel \[192, 768, 3, 3\]"):
+        load_imagenet_predictor(model, tmp_path / "bent.pth")
+    assert torch.equal(model.predictor.Conv2d_1a_3x3.conv.weight, before)     # nothing loaded
+
+
+def test_the_method_starts_from_imagenet():
+    assert MAGENTA.pretrained_init is load_imagenet_predictor
+

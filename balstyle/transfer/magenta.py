@@ -6,25 +6,31 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.models import Inception_V3_Weights
 from torchvision.models import inception as tv_inception
 
-from ..core import load_weights
+from ..core import get_logger, load_weights
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from .losses import gram
 from .models import Method, Recipe, StyleTransfer, blend, mse
 
+log = get_logger("magenta")
+
 # %% auto #0
-__all__ = ['STYLE_SITES', 'BOTTLENECK_DIM', 'StyleParams', 'DEFAULT_IGNORE', 'MAGENTA', 'SlimBatchNorm2d', 'SlimConv2d',
-           'conditional_style_norm', 'Conv1x1', 'StyleParamHead', 'StylePredictor', 'ContractConv', 'StyleConv',
-           'ConditionalResidualBlock', 'Transformer', 'Magenta', 'tf_to_torch_names', 'magenta_variable_names',
-           'read_tf_variables', 'load_tf_variables', 'total_variation', 'tv_terms', 'reference_loss']
+__all__ = ['log', 'STYLE_SITES', 'BOTTLENECK_DIM', 'StyleParams', 'DEFAULT_IGNORE', 'MAGENTA', 'global_batch_moments',
+           'SlimBatchNorm2d', 'SlimConv2d', 'conditional_style_norm', 'Conv1x1', 'StyleParamHead', 'StylePredictor',
+           'ContractConv', 'StyleConv', 'ConditionalResidualBlock', 'Transformer', 'tf_resize_bilinear',
+           'magenta_style_image', 'Magenta', 'tf_to_torch_names', 'magenta_variable_names', 'read_tf_variables',
+           'load_tf_variables', 'imagenet_inception_file', 'fold_bn_gamma', 'predictor_state_from_torchvision',
+           'load_imagenet_predictor', 'total_variation', 'tv_terms', 'reference_loss']
 
 # %% ../../nbs/15_magenta.ipynb #dd899421
 # TF variable suffix -> torch attribute path, for each kind of TF-backed module.
@@ -37,6 +43,31 @@ _CONV_BN_VARS = {
 _CONV_VARS = {"weights": "conv.weight"}
 _CONV_BIAS_VARS = {"weights": "weight", "biases": "bias"}
 
+# %% ../../nbs/15_magenta.ipynb #b1ff390e
+def _world_size() -> int:
+    "How many processes `torch.distributed` runs in its default group; 1 when it is not initialised."
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    "The sum of `t` over all processes, differentiable: its backward sums the gradients over the processes too."
+    from torch.distributed.nn.functional import all_reduce
+    return all_reduce(t)
+
+
+def _local_sums(x: torch.Tensor) -> torch.Tensor:
+    "One process's [count, Σx per channel, Σx² per channel] of a (N, C, H, W) batch, in float64."
+    x64 = x.double()
+    return torch.cat([x64.new_full((1,), x.numel() // x.shape[1]), x64.sum((0, 2, 3)), x64.square().sum((0, 2, 3))])
+
+
+def global_batch_moments(x: torch.Tensor, reduce: Callable = _all_reduce_sum) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Count, per-channel mean and biased variance (float64) of all processes' batches; `reduce` sums their `_local_sums`."
+    c = x.shape[1]
+    count, total, squares = reduce(_local_sums(x)).split([1, c, c])
+    mean = total / count
+    return count, mean, (squares / count - mean.square()).clamp_min(0)
+
 # %% ../../nbs/15_magenta.ipynb #d784a1e8
 class SlimBatchNorm2d(nn.BatchNorm2d):
     """Batch norm as ``slim.batch_norm(center=True, scale=False)``: a learned beta, no gamma.
@@ -47,11 +78,31 @@ class SlimBatchNorm2d(nn.BatchNorm2d):
     (beta, moving_mean, moving_variance) and nothing (weight decay, a blanket
     ``requires_grad_(True)``, an optimizer) can ever move a phantom gamma.
     ``momentum = 1 - decay`` of TF's moving averages.
+    In a training step under ``torch.distributed`` with more than one process (training
+    mode, autograd on), the batch statistics are the global batch's (``sync_forward``),
+    as one process with the whole batch would compute them.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 1e-3):
         super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
         self.bias = nn.Parameter(torch.zeros(num_features))  # TF "beta"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and _world_size() > 1: return self.sync_forward(x)
+        return super().forward(x)
+
+    def sync_forward(self, x: torch.Tensor, reduce: Callable = _all_reduce_sum) -> torch.Tensor:
+        "Training-mode batch norm with the statistics of all processes' batches; the moving averages follow them."
+        count, mean, var = global_batch_moments(x, reduce)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.to(self.running_mean), momentum)
+                self.running_var.lerp_((var * count / (count - 1)).to(self.running_var), momentum)
+        work = torch.promote_types(x.dtype, torch.float32)                      # bf16/fp16 inputs normalise in float32
+        scale, mean = torch.rsqrt(var + self.eps).to(work), mean.to(work)
+        return ((x.to(work) - mean[:, None, None]) * scale[:, None, None] + self.bias[:, None, None]).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, gamma=None"
@@ -404,17 +455,59 @@ class Transformer(nn.Module):
             x = layer(x, style_params)
         return x[..., :height, :width]
 
+# %% ../../nbs/15_magenta.ipynb #f27b5f35
+def _smallest_side_size(height: int, width: int, side: int) -> tuple[int, int]:
+    "`image_utils._smallest_size_at_least`: the size whose shorter side is `side`, aspect kept, in TF's float32, truncated."
+    h, w, s = np.float32(height), np.float32(width), np.float32(side)
+    scale = s / w if h > w else s / h
+    return int(h * scale), int(w * scale)
+
+
+def _legacy_positions(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "TF1's legacy bilinear sampling of one axis: each output's lower and upper source index and the upper one's weight."
+    pos = np.arange(n_out, dtype=np.float32) * (np.float32(n_in) / np.float32(n_out))
+    lower = np.floor(pos)
+    upper = np.minimum(np.ceil(pos), n_in - 1)
+    return torch.from_numpy(lower.astype(np.int64)), torch.from_numpy(upper.astype(np.int64)), torch.from_numpy(pos - lower)
+
+
+def tf_resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    "TF1's `tf.image.resize_bilinear(align_corners=False)` of (..., H, W) images: legacy sampling, no antialiasing."
+    (r0, r1, rw), (c0, c1, cw) = (_legacy_positions(n, m) for n, m in zip(image.shape[-2:], size))
+    r0, r1, c0, c1 = (i.to(image.device) for i in (r0, r1, c0, c1))
+    rw, cw = rw.to(image)[:, None], cw.to(image)
+
+    def along(rows):
+        left, right = rows[..., c0], rows[..., c1]
+        return left + (right - left) * cw
+
+    top, bottom = along(image[..., r0, :]), along(image[..., r1, :])
+    return top + (bottom - top) * rw
+
+
+def magenta_style_image(image: torch.Tensor, size: int = 256, square_crop: bool = False) -> torch.Tensor:
+    "A style as Magenta's inference script feeds it: shorter side `size` (`resize_image`), or the central square at `size`²."
+    h, w = image.shape[-2:]
+    if not square_crop: return tf_resize_bilinear(image, _smallest_side_size(h, w, size))
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return tf_resize_bilinear(image[..., top:top + side, left:left + side], (size, size))
+
 # %% ../../nbs/15_magenta.ipynb #f00f6bbd
 class Magenta(StyleTransfer):
     """Ghiasi et al. arbitrary style transfer: ``predictor`` (style -> params) + ``transformer``.
 
     The style code is the 100-d bottleneck embedding; several styles mix by a weighted sum of embeddings,
     and ``alpha`` is Magenta's identity interpolation (``arbitrary_image_stylization_with_weights.py``):
-    ``b = alpha * b(style) + (1 - alpha) * b(content)``. Magenta computes b(content) on the content resized
-    like a style image (smaller side 256); here it is computed on the content as given.
+    ``b = alpha * b(style) + (1 - alpha) * b(content)``. In eval mode the predictor sees every style, and the
+    content for alpha, as that script feeds them: shorter side ``style_size`` (or the central square with
+    ``style_square_crop``) by TF1's legacy bilinear resize; in training mode, as given; ``style_size=None``: never resized.
     Weights load per part: the two networks from this trainer's `.pth` files, or both from the authors' TF
     checkpoint saved as an `.npz` of {TF name: array} (`tf_weights`).
     """
+
+    style_size: int | None = 256        # the script's style_image_size
+    style_square_crop: bool = False     # the script's style_square_crop
 
     def __init__(self, predictor_weights=None, transformer_weights=None, tf_weights=None):
         super().__init__()
@@ -424,9 +517,14 @@ class Magenta(StyleTransfer):
         if transformer_weights is not None: load_weights(self.transformer, transformer_weights)
         if tf_weights is not None: load_tf_variables(self, read_tf_variables(tf_weights))
 
+    def predictor_input(self, image: torch.Tensor) -> torch.Tensor:
+        "What the predictor sees of an image: Magenta's inference resize in eval mode, the image as given in training."
+        if self.training or self.style_size is None: return image
+        return magenta_style_image(image, self.style_size, self.style_square_crop)
+
     def embedding(self, style: torch.Tensor) -> torch.Tensor:
-        """100-d style embedding (B, 100).  Weighted sums of these mix styles."""
-        return self.predictor.embedding(style)
+        """100-d style embedding (B, 100) of ``predictor_input(style)``.  Weighted sums of these mix styles."""
+        return self.predictor.embedding(self.predictor_input(style))
 
     def stylize_embedding(self, content: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Stylise ``content`` with a (B or 1, 100) embedding."""
@@ -545,6 +643,56 @@ def load_tf_variables(model: Magenta, variables: Mapping[str, np.ndarray | torch
             state[key].copy_(value)
     return model
 
+# %% ../../nbs/15_magenta.ipynb #619fa6a3
+def imagenet_inception_file() -> Path:
+    "Where torch's hub cache keeps (or would download) torchvision's ImageNet Inception-v3: Google's weights, ported."
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(Inception_V3_Weights.IMAGENET1K_V1.url).name
+
+
+def fold_bn_gamma(weight: torch.Tensor, gamma: torch.Tensor, running_mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "A batch norm's γ moved into the convolution before it and into its moving mean: the same output at inference."
+    return weight * gamma[:, None, None, None], running_mean * gamma
+
+
+def predictor_state_from_torchvision(predictor: StylePredictor, state: Mapping[str, torch.Tensor]) -> dict[str, dict]:
+    "Each Inception convolution's state, {module name: its state dict}, from a torchvision Inception-v3 state dict, γ folded."
+    convs, missing, misshaped = {}, [], []
+    for name, conv in predictor.named_modules():
+        if not isinstance(conv, SlimConv2d): continue
+        keys = [f"{name}.conv.weight"] + [f"{name}.bn.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
+        if absent := [k for k in keys if k not in state]:
+            missing += absent
+            continue
+        weight, gamma, beta, mean, var = (state[k] for k in keys)
+        width = (conv.conv.out_channels,)
+        if weight.shape != conv.conv.weight.shape or any(t.shape != width for t in (gamma, beta, mean, var)):
+            misshaped.append(f"{name}: kernel {list(weight.shape)} and batch norm {list(gamma.shape)}, "
+                             f"expected {list(conv.conv.weight.shape)} and {list(width)}")
+            continue
+        weight, mean = fold_bn_gamma(weight, gamma, mean)
+        convs[name] = {"conv.weight": weight, "bn.bias": beta, "bn.running_mean": mean, "bn.running_var": var,
+                       "bn.num_batches_tracked": state.get(f"{name}.bn.num_batches_tracked", torch.tensor(0))}
+    if missing or misshaped:
+        raise ValueError("not a torchvision Inception-v3 state dict: " + "; ".join(
+            f"{label} ({len(items)}): " + ", ".join(items) for label, items in (("missing", missing), ("mis-shaped", misshaped)) if items))
+    return convs
+
+
+def load_imagenet_predictor(model: Magenta, path: str | Path | None = None) -> str:
+    "Start the predictor's Inception trunk from torchvision's ImageNet Inception-v3 if the file is there: what it loaded, else \"\"."
+    path = imagenet_inception_file() if path is None else Path(path)
+    if not path.is_file():
+        log.warning(f"no ImageNet Inception-v3 at {path}: Magenta's style predictor starts from random weights (the reference "
+                    f"restores one, flag inception_v3_checkpoint); put torchvision's {imagenet_inception_file().name} there to start from it")
+        return ""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    convs = predictor_state_from_torchvision(model.predictor, state)
+    for name, conv_state in convs.items(): model.predictor.get_submodule(name).load_state_dict(conv_state)   # strict
+    scaled = [n for n in convs if not torch.equal(state[f"{n}.bn.weight"], torch.ones_like(state[f"{n}.bn.weight"]))]
+    said = f"ImageNet Inception-v3 from {path}" + (f" (γ ≠ 1 folded in {len(scaled)} of {len(convs)} layers)" if scaled else "")
+    log.info(f"Magenta's style predictor starts from {said}")
+    return said
+
 # %% ../../nbs/15_magenta.ipynb #afc5f08a
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     "Magenta's total variation: ½(mean of squared vertical + mean of squared horizontal differences)."
@@ -574,8 +722,11 @@ MAGENTA = Method(
     name="magenta", title="GoogleMagenta", abbreviation="GM", model=Magenta,
     weight_files={"transformer": "transformer.pth", "predictor": "predictor.pth"},
     recipe=Recipe(("transformer", "predictor"), lr=1e-5, lr_decay=0.0, batch_size=8, steps=8_000_000, load_size=258,
+                  content_crop="centre", style_augment=True, style_sizes=(128, 300),
                   extra_weights={"tv": 1e4}, reference_content_weight=1.0, reference_style_weight=0.5e-3,
                   sources={"all": "reference code: magenta arbitrary_image_stylization_train.py flags",
-                           "steps": "reference flag default; Magenta's README reports about 3M steps on 8 GPUs"}),
-    cpu_budget=dict(steps=150, lr_scale=30.0), terms=tv_terms, reference_loss=reference_loss,
+                           "steps": "reference flag default; Magenta's README reports about 3M steps on 8 GPUs",
+                           "data": "reference code: image_utils.imagenet_inputs (258, centre 256) and arbitrary_style_image_inputs "
+                                   "(augment_style_images, random_style_image_size); at paper scale only"}),
+    cpu_budget=dict(steps=150, lr_scale=30.0), terms=tv_terms, reference_loss=reference_loss, pretrained_init=load_imagenet_predictor,
     official="the arbitrary_style_transfer checkpoint, its variables saved as .npz (magenta)", official_loss="Classic + VGG-16")
