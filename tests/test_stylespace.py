@@ -87,3 +87,94 @@ def test_consortium_views_have_the_papers_shapes():
     from balstyle.stylespace.models import ConsortiumDiscriminator
     d = ConsortiumDiscriminator(patch=64, features=(8,), blocks=(1,))
     assert [tuple(v.shape) for v in d.views(torch.rand(2, 3, 256, 256))] == [(2, 3, 64, 64), (8, 3, 64, 64), (32, 3, 64, 64)]
+
+
+def _eq1_brute(codes, works, h, t):
+    "Eq 1 with nested dropout on the whole set: every ordered pair of works, the diagonal included."
+    counts, n = torch.bincount(works), len(works)
+    pair = lambda loss, a, b: nested_expectation(prefix_sq_distances(codes[a], codes[b]), h, loss, t)
+    same = sum(pair("same", a, b) for a in range(n) for b in range(n) if works[a] == works[b])
+    diff = sum(pair("diff", a, b) for a in range(n) for b in range(n) if works[a] != works[b])
+    return same / (counts ** 2).sum() + diff / (counts.sum() ** 2 - (counts ** 2).sum())
+
+
+def _mean_over_pairs(codes, works, h, t):
+    "The first estimate of eq 1: mean L'_same over the batch's same-artist pairs (diagonal included) + mean L'_diff over the rest."
+    sq = prefix_sq_distances(codes[:, None, :], codes[None, :, :])
+    same_pair = works[:, None] == works[None, :]
+    diff = nested_expectation(sq, h, "diff", t)[~same_pair]
+    return nested_expectation(sq, h, "same", t)[same_pair].mean() + (diff.mean() if diff.numel() else 0.0)
+
+
+@given(seed=seeds, n=st.integers(3, 7), dims=st.integers(1, 4), t=st.floats(0.3, 0.99), data=st.data())
+@settings(max_examples=30, deadline=None)
+def test_eq1_estimate_averages_to_eq1_over_every_minibatch(seed, n, dims, t, data):
+    "Every minibatch of a uniform draw without replacement is equally likely: their mean estimate is eq 1 on the whole set."
+    from itertools import combinations
+    from balstyle.stylespace.metric import pairwise_style_loss
+    g = torch.Generator().manual_seed(seed)
+    works = torch.tensor(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n).filter(lambda w: len(set(w)) > 1)))
+    works = torch.unique(works, return_inverse=True)[1]                        # artists 0, 1, … with at least one work each
+    codes, h = torch.randn(n, dims, generator=g, dtype=torch.float64), torch.rand(dims, generator=g, dtype=torch.float64) + 0.3
+    b = data.draw(st.integers(2, n))
+    counts = torch.bincount(works)
+    mean = torch.stack([pairwise_style_loss(codes[list(s)], works[list(s)], h, counts, t) for s in combinations(range(n), b)]).mean()
+    torch.testing.assert_close(mean, _eq1_brute(codes, works, h, t), rtol=1e-10, atol=1e-12)
+
+
+def test_eq1_estimate_is_unbiased_across_an_epoch_boundary_and_the_mean_over_pairs_is_not():
+    from itertools import combinations, permutations
+    from balstyle.stylespace.metric import pairwise_style_loss
+    g = torch.Generator().manual_seed(3)
+    works = torch.tensor([0, 1, 1, 2, 2, 2])
+    codes, h, t = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64) + 0.5, 0.7
+    counts, eq1 = torch.bincount(works), _eq1_brute(codes, works, h, t)
+    # 2 places from the end of one epoch's permutation, 2 from the start of the next: 30 × 30 equally likely batches
+    straddling = [a + b for a in permutations(range(6), 2) for b in permutations(range(6), 2)]
+    epochs = torch.tensor([0, 0, 1, 1])
+    est = lambda s, e=None: pairwise_style_loss(codes[list(s)], works[list(s)], h, counts, t, e)
+    torch.testing.assert_close(torch.stack([est(s, epochs) for s in straddling]).mean(), eq1, rtol=1e-10, atol=0)
+    assert abs(torch.stack([est(s) for s in straddling]).mean() - eq1) > 0.01 * eq1      # epochs ignored: biased
+    for b in (3, 4):                                                                       # the first estimate: biased
+        old = torch.stack([_mean_over_pairs(codes[list(s)], works[list(s)], h, t) for s in combinations(range(6), b)]).mean()
+        assert abs(old - eq1) > 0.02 * eq1
+
+
+def test_eq2_estimate_averages_to_eq2_over_every_minibatch():
+    from itertools import combinations
+    g = torch.Generator().manual_seed(4)
+    works = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    loss = StyleMetricLoss(torch.bincount(works), dims=3, t=0.8)
+    codes = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    loss = loss.double()
+    whole = loss(codes, works)
+    mean = torch.stack([loss(codes[list(s)], works[list(s)]) for s in combinations(range(7), 3)]).mean()
+    torch.testing.assert_close(mean, whole, rtol=1e-10, atol=0)
+
+
+def test_vae_error_in_raw_lab_is_the_squared_error_of_raw_lab():
+    import kornia
+    from balstyle.stylespace.models import LAB_ERROR_WEIGHTS, ContentVAE
+    rgb = torch.rand(2, 2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert LAB_ERROR_WEIGHTS["raw"] == (2500.0, 12100.0, 12100.0)
+    vae = ContentVAE(2, 4, (8, 16), (1, 1), 16, 16, channel_weights=LAB_ERROR_WEIGHTS["raw"])
+    raw = (kornia.color.rgb_to_lab(rgb[0]) - kornia.color.rgb_to_lab(rgb[1])).pow(2).flatten(1).sum(1)
+    torch.testing.assert_close(vae.error(rgb_to_lab(rgb[0]), rgb_to_lab(rgb[1])), raw, rtol=1e-4, atol=0)
+    scaled = ContentVAE(2, 4, (8, 16), (1, 1), 16, 16)
+    out = scaled(torch.randn(3, 3, 16, 16), torch.randn(3, 2))
+    assert set(scaled.state_dict()) == set(vae.state_dict()) and out["reconstruction"] > 0
+
+
+def test_prepare_faces_keeps_faces_at_or_above_the_likelihood_threshold(tmp_path):
+    from PIL import Image
+    from balstyle.stylespace.data import DetectedFace, prepare_faces
+    fake = lambda image: [DetectedFace((2 + 10 * k, 2, 8, 8), (4 + 10 * k, 4), (8 + 10 * k, 4), p) for k, p in enumerate((0.1, 0.5, 0.8))]
+    for artist in ("a", "b"):
+        (tmp_path / "src" / artist).mkdir(parents=True)
+        for i in range(3): Image.new("RGB", (40, 16), "white").save(tmp_path / "src" / artist / f"{i}.png")
+    kept = {p: prepare_faces(tmp_path / "src", tmp_path / f"out{p}", fake, size=8, min_works=4, min_likelihood=p) for p in (0.0, 0.5, 0.9)}
+    assert {p: len(f) for p, f in kept.items()} == {0.0: 18, 0.5: 12, 0.9: 0}       # 3 images × 2 artists × faces kept
+    assert sorted(kept[0.5]["likelihood"].unique()) == [0.5, 0.8]
+    assert (tmp_path / "out0.9" / "faces.csv").is_file() and not any((tmp_path / "out0.9").glob("*/"))
+    kept5 = prepare_faces(tmp_path / "src", tmp_path / "five", fake, size=8, min_works=5, min_likelihood=0.5)   # 6 faces each ≥ 5
+    assert sorted(kept5["artist"].unique()) == ["a", "b"]

@@ -87,3 +87,67 @@ def test_a_reloaded_metric_criterion_computes_the_same_loss():
     loaded.load_state_dict(trained.state_dict())
     codes, artists = torch.randn(6, 4), torch.tensor([0, 1, 2, 2, 1, 0])
     assert torch.equal(trained(codes, artists), loaded(codes, artists))
+
+
+def test_code_sizes_residual_init_and_lab_error_are_checked_settings():
+    from balstyle.stylespace.train import (PAPER_CODE_SIZES, SPACE_SCALES, check_code_sizes, check_lab_error, resolve_code_sizes,
+                                           resolve_residual_init)
+    assert resolve_code_sizes(None, "paper") == resolve_code_sizes("paper", "paper") == PAPER_CODE_SIZES == (32, 128)
+    assert SPACE_SCALES["paper"]["code_dims"] - sum(PAPER_CODE_SIZES) == 352          # the paper's d_noise
+    assert resolve_code_sizes(None, "cpu") == resolve_code_sizes(None, "smoke") == "pruned"
+    assert resolve_code_sizes([4, 3], "smoke") == (4, 3)
+    for sizes, message in (("paper", "code_sizes='paper' at cpu scale"), ((65, 1), "d_style = 65 exceeds"), ((64, 64), "no noise dimension"),
+                           ((0, 3), "positive integers"), ("half", "code_sizes must be")):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+            resolve_code_sizes(sizes, "cpu")
+    with pytest.raises(ValueError, match="code_sizes='pruned'.*no noise dimension"):
+        check_code_sizes(64, 64, "cpu", "code_sizes='pruned' (the 2% rule's sizes)")   # what cpu's rule may pick
+    assert resolve_residual_init("progressive", "paper") == {"G": "progressive", "D": "progressive"}
+    with pytest.raises(ValueError, match="residual_init"): resolve_residual_init({"G": "shortcut"}, "cpu")
+    with pytest.raises(ValueError, match="lab_error"): check_lab_error("Lab")
+
+
+def test_unfit_code_sizes_are_refused_before_anything_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("BALSTYLE_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="code_sizes=\\(9, 2\\) at smoke scale"):
+        style_space("smoke", progress=False, code_sizes=(9, 2))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_settings_pass_through_to_the_stages_and_are_recorded(smoke_runs, monkeypatch):
+    from balstyle.stylespace.models import LAB_ERROR_WEIGHTS
+    monkeypatch.setenv("BALSTYLE_CACHE", str(Path(smoke_runs["metric"]).parents[1]))
+    runs = style_space("smoke", progress=False, stages=("metric", "vae", "gan"), code_sizes=(2, 3), residual_init="shortcut", lab_error="raw")
+    assert runs["metric"] == smoke_runs["metric"] and runs["vae"] != smoke_runs["vae"]      # no setting concerns the style encoder
+    metric, vae, gan = (json.loads((runs[s] / "run.json").read_text()) for s in ("metric", "vae", "gan"))
+    assert vae["config"]["options"]["lab_error"] == "raw" and vae["config"]["options"]["code_sizes"] == [2, 3]
+    assert gan["config"]["options"]["residual_init"] == {"G": "shortcut", "D": "shortcut"}
+    assert (gan["config"]["options"]["style_dims"], gan["config"]["options"]["content_dims"]) == (2, 3)
+    assert gan["code"]["noise"] == gan["config"]["dims"] - 5 and gan["code"]["sizes"] == [2, 3]
+    assert gan["code"]["pruning_rule"] == {"style": metric["kept_dims"], "content": vae["kept_dims"]}
+    _, modules, _ = load_stage(runs["vae"])
+    assert modules["vae"].channel_weights.flatten().tolist() == list(LAB_ERROR_WEIGHTS["raw"])
+    from balstyle.stylespace.nets import WNAdd
+    from balstyle.stylespace.train import stage_modules
+    gan_config, _, _ = load_stage(runs["gan"])
+    fresh = stage_modules(gan_config, torch.ones(len(gan["artists"])))                    # the recorded setting builds the start
+    mixes = [m.mix for net in fresh.values() for m in net.modules() if isinstance(m, WNAdd)]
+    assert mixes and all((mix[:, 0] == 0).all() for mix in mixes)                          # every block its shortcut
+
+
+def test_the_pairwise_criterion_keeps_the_training_counts_and_the_batches_their_epochs(smoke_runs, monkeypatch):
+    from balstyle.stylespace.train import step_batches
+    from balstyle.loop import batch_keys
+    monkeypatch.setenv("BALSTYLE_CACHE", str(Path(smoke_runs["metric"]).parents[1]))
+    config, modules, run = load_stage(smoke_runs["pairwise"])
+    data = portraits(config)
+    train = data.indices("train")
+    assert modules["criterion"].counts.tolist() == torch.bincount(data.labels[train], minlength=len(data.artists)).float().tolist()
+    assert config.options["eq1_estimate"] == "unbiased"
+    n, wide = len(train), space_config("pairwise", "smoke", batch_size=48)
+    batches = list(step_batches(data, "train", wide, 0))
+    for step, (_, artists, index, epochs) in enumerate(batches):
+        keys = batch_keys(step, 48, n, wide.seed, 0)
+        assert index.tolist() == [int(train[k]) for k, _ in keys]
+        assert epochs.tolist() == [(step * 48 + j) // n for j in range(48)]
+        assert artists.tolist() == data.labels[index].tolist()

@@ -59,15 +59,17 @@ def crop_face(image: Image.Image, face: DetectedFace, size: int = 256, margin: f
 # %% ../../nbs/23_stylespace_data.ipynb #89d6dfb7
 def prepare_faces(source: str | Path, out: str | Path, detector: Callable | None = None, size: int = 256, min_works: int = 50,
                   min_likelihood: float = 0.5, margin: float = 0.0) -> pd.DataFrame:
-    "Crop every detected face of `source/<artist>/*` into `out/<artist>/`, keep artists with ≥ `min_works` faces; a table of the faces."
+    "Crop every face of `source/<artist>/*` detected with likelihood ≥ `min_likelihood` into `out/<artist>/`, keep artists with ≥ `min_works` faces; a table of the faces."
     source, out, detector = Path(source), Path(out), detector or animeface_detector
     if not source.is_dir(): raise FileNotFoundError(f"illustrations folder not found: {source}")
-    rows = []
+    rows, unsure = [], 0
     for artist in sorted(p for p in source.iterdir() if p.is_dir()):
         for file in image_files(artist):
             image = load_image(file, on_error="warn")
             if image is None: continue
-            faces = [f for f in detector(image) if f.likelihood >= min_likelihood]
+            detected = detector(image)
+            faces = [f for f in detected if f.likelihood >= min_likelihood]       # the paper removed false positives by hand
+            unsure += len(detected) - len(faces)
             for k, face in enumerate(faces):
                 name = f"{artist.name}/{file.stem}_{k}.png"
                 rows.append(dict(artist=artist.name, file=name, source=str(file.relative_to(source)), angle=face.angle,
@@ -79,8 +81,10 @@ def prepare_faces(source: str | Path, out: str | Path, detector: Callable | None
         (out / row.file).parent.mkdir(parents=True, exist_ok=True)
         row.crop.save(out / row.file)
     kept = kept.drop(columns="crop")
+    out.mkdir(parents=True, exist_ok=True)                                        # the table, even of no faces
     kept.to_csv(out / "faces.csv", index=False)
-    log.info(f"{len(table)} faces from {table['artist'].nunique() if len(table) else 0} artists; kept {len(kept)} faces of "
+    log.info(f"{unsure} detections below likelihood {min_likelihood} dropped; "
+             f"{len(table)} faces from {table['artist'].nunique() if len(table) else 0} artists; kept {len(kept)} faces of "
              f"{kept['artist'].nunique() if len(kept) else 0} artists with at least {min_works}")
     return kept
 

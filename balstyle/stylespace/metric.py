@@ -10,7 +10,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['nested_dropout_weights', 'prefix_sq_distances', 'nested_expectation', 'initial_log_scales', 'StyleMetricLoss',
-           'pairwise_style_loss', 'variance_ratio']
+           'pair_weights', 'pairwise_style_loss', 'variance_ratio']
 
 # %% ../../nbs/21_stylespace_metric.ipynb #179d96d5
 def nested_dropout_weights(dims: int, t: float = 0.995) -> torch.Tensor:
@@ -68,13 +68,24 @@ class StyleMetricLoss(nn.Module):
         return torch.cdist(codes[:, :d], self.styles[:, :d]).argmin(1)
 
 # %% ../../nbs/21_stylespace_metric.ipynb #69c4493a
-def pairwise_style_loss(codes: torch.Tensor, artists: torch.Tensor, scales: torch.Tensor, t: float = 0.995) -> torch.Tensor:
-    "Eq 1 with nested dropout on a minibatch: mean L'_same over same-artist pairs + mean L'_diff over other pairs."
-    sq = prefix_sq_distances(codes[:, None, :], codes[None, :, :])                          # (B, B, D)
-    same_pair = artists[:, None] == artists[None, :]
-    same = nested_expectation(sq, scales, "same", t)[same_pair].mean()
-    diff = nested_expectation(sq, scales, "diff", t)[~same_pair]
-    return same + (diff.mean() if diff.numel() else 0.0)
+def pair_weights(batch: int, works: int, epochs: torch.Tensor | None = None) -> torch.Tensor:
+    "1/π_ab for places a ≠ b of a batch of `works` works: N(N − 1) within one epoch, N² across two; 0 on the diagonal."
+    n = float(works)
+    one_epoch = torch.ones(batch, batch, dtype=torch.bool) if epochs is None else epochs.cpu()[:, None] == epochs.cpu()[None]
+    return torch.where(one_epoch, n * (n - 1), n * n).double().fill_diagonal_(0)
+
+def pairwise_style_loss(codes: torch.Tensor, artists: torch.Tensor, scales: torch.Tensor, counts, t: float = 0.995,
+                        epochs: torch.Tensor | None = None) -> torch.Tensor:
+    "Eq 1': eq 1 with nested dropout, estimated without bias from a minibatch, each pair of distinct works weighted by 1/π_ab."
+    b, c = len(codes), torch.as_tensor(counts, dtype=torch.float64).cpu()         # c: the training set's |X_i|
+    same_norm, diff_norm = (c ** 2).sum(), c.sum() ** 2 - (c ** 2).sum()        # Σ_i |X_i|², Σ_{i≠j} |X_i||X_j|
+    if b < 2 or diff_norm == 0: raise ValueError("eq 1 needs a batch of at least 2 works and a training set of at least 2 artists")
+    same_artist = artists[:, None] == artists[None, :]
+    w = pair_weights(b, int(c.sum()), epochs) / (b * (b - 1))
+    weights = torch.where(same_artist.cpu(), w / same_norm, w / diff_norm).to(codes)
+    sq = prefix_sq_distances(codes[:, None, :], codes[None, :, :])                   # (B, B, D)
+    pairs = torch.where(same_artist, nested_expectation(sq, scales, "same", t), nested_expectation(sq, scales, "diff", t))
+    return (weights * pairs).sum()
 
 # %% ../../nbs/21_stylespace_metric.ipynb #b7c57be1
 def _pair_sq_sum(x: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metric import nested_dropout_weights
-from .nets import TPReLU, WNLinear, LevelEncoder, LevelGenerator
+from .nets import LAB_SCALE, TPReLU, WNLinear, LevelEncoder, LevelGenerator
 
 # %% auto #0
-__all__ = ['sample_prefix_mask', 'ContentVAE', 'prune_dims', 'random_patches', 'ConsortiumDiscriminator', 'CodeNormaliser',
-           'generator_terms']
+__all__ = ['LAB_ERROR_WEIGHTS', 'sample_prefix_mask', 'ContentVAE', 'prune_dims', 'random_patches', 'ConsortiumDiscriminator',
+           'CodeNormaliser', 'generator_terms']
 
 # %% ../../nbs/22_stylespace_models.ipynb #2e4bc3f6
 def sample_prefix_mask(batch: int, dims: int, t: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -24,11 +24,15 @@ def sample_prefix_mask(batch: int, dims: int, t: float, generator: torch.Generat
     lengths = torch.multinomial(nested_dropout_weights(dims, t), batch, replacement=True, generator=generator) + 1
     return (torch.arange(dims)[None] < lengths[:, None]).float().to(device)
 
+LAB_ERROR_WEIGHTS = {"scaled": (1.0, 1.0, 1.0), "raw": tuple(s * s for s in LAB_SCALE)}   # per-channel weights of eq 4's squared error
+
 class ContentVAE(nn.Module):
     "Enc: image → (mean, log-variance) of the content code; Dec: (style code, content code) → image."
     def __init__(self, style_dims: int, content_dims: int, features: Sequence[int], blocks: Sequence[int], image_size: int,
-                 hidden: int = 512, t: float = 0.995):
+                 hidden: int = 512, t: float = 0.995, channel_weights: Sequence[float] | None = None):
         super().__init__()
+        weights = torch.ones(3) if channel_weights is None else torch.as_tensor(channel_weights, dtype=torch.float32)
+        self.register_buffer("channel_weights", weights.view(1, -1, 1, 1), persistent=False)   # a setting, not state
         self.encoder = LevelEncoder(hidden, features, blocks, image_size)
         self.act = TPReLU(hidden)
         self.mean, self.log_var = WNLinear(hidden, content_dims, affine=True), WNLinear(hidden, content_dims, affine=True)
@@ -43,13 +47,17 @@ class ContentVAE(nn.Module):
     def decode(self, style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_in(torch.cat([style, content], 1)))
 
+    def error(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        "‖Dec(…) − x‖² per image, each channel's squared error times its weight (1: scaled Lab; s_c²: raw Lab)."
+        return ((reconstruction - image).pow(2) * self.channel_weights).flatten(1).sum(1)
+
     def forward(self, image: torch.Tensor, style: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         "Eq 4 with a sampled prefix per image, and the KL term, each averaged over the batch."
         mean, log_var = self.encode(image)
         code = mean + torch.randn(mean.shape, generator=generator, device=mean.device) * (0.5 * log_var).exp()
         mask = sample_prefix_mask(len(image), self.content_dims, self.t, generator, image.device)
         reconstruction = self.decode(style, code * mask)
-        return {"reconstruction": (reconstruction - image).pow(2).flatten(1).sum(1).mean(),
+        return {"reconstruction": self.error(reconstruction, image).mean(),
                 "kl": (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(1).mean(), "image": reconstruction}
 
 # %% ../../nbs/22_stylespace_models.ipynb #83508b8a

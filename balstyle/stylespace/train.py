@@ -5,7 +5,6 @@
 # %% ../../nbs/24_stylespace_train.ipynb #4f09663e
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,17 +18,18 @@ from torch.utils.data import DataLoader, Dataset
 from ..core import exclusive, get_logger
 from ..data import anime_faces, to_tensor_transform
 from ..standins.synth import SYNTH_VERSION, synth_dataset
-from ..loop import RunSettings, StepBatches, TrainingLoop, read_run
+from ..loop import RunSettings, StepBatches, TrainingLoop, batch_keys, read_run
 from .data import artist_test_split
 from .metric import StyleMetricLoss, initial_log_scales, nested_dropout_weights, pairwise_style_loss, variance_ratio
-from .models import CodeNormaliser, ConsortiumDiscriminator, ContentVAE, generator_terms, prune_dims
-from .nets import TABLE1, LevelEncoder, LevelGenerator, init_from_data, rgb_to_lab
+from .models import LAB_ERROR_WEIGHTS, CodeNormaliser, ConsortiumDiscriminator, ContentVAE, generator_terms, prune_dims
+from .nets import RESIDUAL_INITS, TABLE1, LevelEncoder, LevelGenerator, init_from_data, rgb_to_lab
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TABLE2', 'RMSPROP', 'LAMBDAS', 'DROPOUT_T', 'SPACE_STAGES', 'SPACE_SCALES', 'NETWORK', 'DIMS',
-           'SYNTH_PORTRAITS', 'STAGE_BUILDERS', 'SpaceConfig', 'space_config', 'Portraits', 'portraits', 'step_batches',
+__all__ = ['log', 'TABLE2', 'RMSPROP', 'LAMBDAS', 'DROPOUT_T', 'PAPER_CODE_SIZES', 'SPACE_STAGES', 'SPACE_SCALES', 'NETWORK',
+           'DIMS', 'SYNTH_PORTRAITS', 'CODE_SIZES', 'STAGE_BUILDERS', 'SpaceConfig', 'space_config', 'check_code_sizes',
+           'resolve_code_sizes', 'resolve_residual_init', 'check_lab_error', 'Portraits', 'portraits', 'step_batches',
            'encode_all', 'PairwiseStyleLoss', 'NestedArtistClassifier', 'style_encoder', 'stage_modules', 'load_stage',
            'Stage', 'dims_grid', 'artist_accuracy', 'FrozenCodes', 'train_space', 'style_space']
 
@@ -40,13 +40,14 @@ TABLE2 = {   # stage: (algorithm, learning rate, batch size): paper B's Table 2;
 RMSPROP = dict(alpha=0.9, eps=1e-8)       # as in the authors' 2017 GAN code; the paper names only the algorithm
 LAMBDAS = dict(style=0.5, content=0.05)   # eq 6's λ_style and λ_content
 DROPOUT_T = 0.995                         # nested dropout's t (Table 2)
+PAPER_CODE_SIZES = (32, 128)              # (d_style, d_content) kept after pruning (section 5.2); d_noise = 512 − 32 − 128
 SPACE_STAGES = tuple(TABLE2)
 
 SPACE_SCALES = {
     "paper": dict(image_size=256, S=TABLE1["S"], Enc=TABLE1["Enc"], G=TABLE1["G"], D=TABLE1["D"], patch=64, hidden=512,
                   style_dims=512, content_dims=512, code_dims=512, lr_scale=1.0, test_split=(0.1, 10), min_works=50,
                   steps=dict(metric=150_000, pairwise=150_000, classifier=150_000, vae=200_000, gan=400_000), checkpoint_every=2_000,
-                  residual_init=dict(G="shortcut", D="shortcut")),
+                  residual_init=dict(G="shortcut", D="shortcut"), code_sizes="paper"),
     "cpu": dict(image_size=64, S=((32, 64, 128, 256), (1, 1, 1, 1)), Enc=((32, 64, 128, 256), (1, 1, 1, 1)),
                 G=((32, 64, 128, 256), (2, 2, 2, 2)), D=((32, 64, 128), (1, 1, 1)), patch=16, hidden=256,
                 style_dims=64, content_dims=64, code_dims=128,
@@ -56,11 +57,12 @@ SPACE_SCALES = {
                            pairwise=400,     # eq 1, which the paper reports failing: what fits in paper B's 2 h budget
                            classifier=4000,  # the metric encoder's budget, so Figure 1 compares equals
                            vae=2000, gan=3000), checkpoint_every=100,
-                residual_init=dict(G="progressive", D="progressive")),   # shortcut-only D judged 2×2 colour averages: no faces
+                residual_init=dict(G="progressive", D="progressive"),    # shortcut-only D judged 2×2 colour averages: no faces
+                code_sizes="pruned"),  # the paper's 32 + 128 do not fit 64-dimensional codes
     "smoke": dict(image_size=32, S=((16, 32), (1, 1)), Enc=((16, 32), (1, 1)), G=((16, 32), (1, 1)), D=((8, 16), (1, 1)), patch=8,
                   hidden=32, style_dims=8, content_dims=8, code_dims=24, lr_scale=10.0, test_split=(0.1, 1), min_works=1,
                   steps=dict(metric=6, pairwise=4, classifier=6, vae=6, gan=4), checkpoint_every=4,
-                  residual_init=dict(G="progressive", D="progressive")),
+                  residual_init=dict(G="progressive", D="progressive"), code_sizes="pruned"),
 }
 NETWORK = {"metric": "S", "pairwise": "S", "classifier": "S", "vae": "Enc", "gan": "G"}
 DIMS = {"metric": "style_dims", "pairwise": "style_dims", "classifier": "style_dims", "vae": "content_dims", "gan": "code_dims"}
@@ -96,11 +98,51 @@ def space_config(stage: str, scale: str = "cpu", data: str | None = None, seed: 
     if scale == "paper" and data is None: raise ValueError("paper scale trains on real faces: pass `data`, a folder with one folder per artist")
     algorithm, lr, batch = TABLE2[stage]
     options = {"test_split": s["test_split"], "min_works": s["min_works"]}
-    if stage == "vae": options |= {"hidden": s["hidden"]}
+    if stage == "pairwise": options |= {"eq1_estimate": "unbiased"}      # eq 1', not the mean over the batch's pairs
+    if stage == "vae": options |= {"hidden": s["hidden"], "lab_error": "scaled"}
     if stage == "gan": options |= {"discriminator": s["D"], "patch": s["patch"], "lambdas": LAMBDAS, "residual_init": s["residual_init"]}
     config = SpaceConfig(stage, scale, data or SYNTH_PORTRAITS, seed, s["image_size"], *s[NETWORK[stage]], s[DIMS[stage]], algorithm,
                          lr * s["lr_scale"], batch, s["steps"][stage], s["checkpoint_every"], options=options)
     return replace(config, options=config.options | overrides.pop("options", {}), **overrides)
+
+# %% ../../nbs/24_stylespace_train.ipynb #ba999f01
+CODE_SIZES = ("pruned", "paper")
+
+def check_code_sizes(style: int, content: int, scale: str, what: str = "code_sizes") -> None:
+    "Refuse code sizes that do not fit `scale`: d_style ≤ S's outputs, d_content ≤ the VAE's, d_style + d_content < the GAN code."
+    s, problems = SPACE_SCALES[scale], []
+    if style > s["style_dims"]: problems.append(f"d_style = {style} exceeds the {s['style_dims']} dimensions S outputs")
+    if content > s["content_dims"]: problems.append(f"d_content = {content} exceeds the {s['content_dims']} dimensions the VAE outputs")
+    if style + content >= s["code_dims"]:
+        problems.append(f"d_style + d_content = {style + content} leaves no noise dimension in the {s['code_dims']}-dimensional GAN code")
+    if problems: raise ValueError(f"{what} at {scale} scale: " + "; ".join(problems) + ". Pass code_sizes=(d_style, d_content) that fit")
+
+def resolve_code_sizes(code_sizes, scale: str) -> str | tuple[int, int]:
+    "`style_space`'s `code_sizes`: None (the scale's default), 'pruned' (the 2% rule), 'paper' (32, 128) or (d_style, d_content)."
+    if scale not in SPACE_SCALES: raise ValueError(f"scale must be one of {list(SPACE_SCALES)}, not {scale!r}")
+    sizes = SPACE_SCALES[scale]["code_sizes"] if code_sizes is None else code_sizes
+    if isinstance(sizes, str):
+        if sizes not in CODE_SIZES: raise ValueError(f"code_sizes must be None, one of {CODE_SIZES} or (d_style, d_content), not {code_sizes!r}")
+        if sizes == "pruned": return sizes
+        sizes = PAPER_CODE_SIZES
+    sizes = tuple(sizes)
+    if len(sizes) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        raise ValueError(f"code_sizes must be None, one of {CODE_SIZES} or (d_style, d_content), two positive integers, not {code_sizes!r}")
+    check_code_sizes(*sizes, scale, f"code_sizes={code_sizes!r}")
+    return sizes
+
+def resolve_residual_init(residual_init, scale: str) -> dict[str, str]:
+    "`style_space`'s `residual_init` for the GAN: None (the scale's default), one name for G and D, or {'G': …, 'D': …}."
+    value = SPACE_SCALES[scale]["residual_init"] if residual_init is None else residual_init
+    value = dict(G=value, D=value) if isinstance(value, str) else dict(value)
+    if set(value) != {"G", "D"} or not all(v in RESIDUAL_INITS for v in value.values()):
+        raise ValueError(f"residual_init must be None, one of {list(RESIDUAL_INITS)}, or {{'G': …, 'D': …}} of them, not {residual_init!r}")
+    return value
+
+def check_lab_error(lab_error: str) -> str:
+    "`style_space`'s `lab_error`: the units of the VAE's reconstruction error, 'scaled' or 'raw' Lab."
+    if lab_error not in LAB_ERROR_WEIGHTS: raise ValueError(f"lab_error must be one of {list(LAB_ERROR_WEIGHTS)}, not {lab_error!r}")
+    return lab_error
 
 # %% ../../nbs/24_stylespace_train.ipynb #b5ff58bc
 @dataclass
@@ -138,18 +180,25 @@ def portraits(config: SpaceConfig) -> Portraits:
 
 # %% ../../nbs/24_stylespace_train.ipynb #768b3f1f
 class _Keyed(Dataset):
-    "Items of `images` by `StepBatches` keys (position in `indices`, seed): (image, artist, index)."
+    "Items of `images` by `_EpochBatches` keys (position in `indices`, seed, epoch): (image, artist, index, epoch)."
     def __init__(self, images: Dataset, indices: torch.Tensor): self.images, self.indices = images, indices.tolist()
     def __len__(self): return len(self.indices)
     def __getitem__(self, key):
         i = self.indices[key[0]]
         x, y = self.images[i]
-        return x, y, i
+        return x, y, i, key[2]
+
+class _EpochBatches(StepBatches):
+    "`StepBatches` (one process) whose keys also carry the epoch of their place in the stream: (index, crop seed, epoch)."
+    def __iter__(self):
+        batch, n = self.args[:2]
+        for step in range(self.start, self.stop):
+            yield [(i, crop, (step * batch + j) // n) for j, (i, crop) in enumerate(batch_keys(step, *self.args))]
 
 def step_batches(data: Portraits, split: str, config: SpaceConfig, start: int) -> DataLoader:
     "The batches of steps `start`+1…`config.steps`, a pure function of (seed, step) as in the AST trainer."
     keyed = _Keyed(data.images, data.indices(split))
-    return DataLoader(keyed, batch_sampler=StepBatches(start, config.steps, config.batch_size, len(keyed), config.seed, 0),
+    return DataLoader(keyed, batch_sampler=_EpochBatches(start, config.steps, config.batch_size, len(keyed), config.seed, 0),
                       generator=torch.Generator().manual_seed(config.seed))     # its own seed draw: the global RNG is the steps' alone
 
 @torch.no_grad()
@@ -161,12 +210,13 @@ def encode_all(encoder: Callable, data: Portraits, indices: torch.Tensor | None 
 
 # %% ../../nbs/24_stylespace_train.ipynb #7077708e
 class PairwiseStyleLoss(nn.Module):
-    "Eq 1 with nested dropout (no representative styles), with its own learned prefix scales h_d."
-    def __init__(self, dims: int, t: float = DROPOUT_T):
+    "Eq 1 with nested dropout (no representative styles), estimated without bias (eq 1'), with its own learned prefix scales h_d."
+    def __init__(self, artist_counts, dims: int, t: float = DROPOUT_T):
         super().__init__()
+        self.register_buffer("counts", torch.as_tensor(artist_counts, dtype=torch.float32))   # |X_i|, state as in StyleMetricLoss
         self.log_scales, self.t = nn.Parameter(initial_log_scales(dims)), t
-    def forward(self, codes: torch.Tensor, artists: torch.Tensor) -> torch.Tensor:
-        return pairwise_style_loss(codes, artists, self.log_scales.exp(), self.t)
+    def forward(self, codes: torch.Tensor, artists: torch.Tensor, epochs: torch.Tensor | None = None) -> torch.Tensor:
+        return pairwise_style_loss(codes, artists, self.log_scales.exp(), self.counts, self.t, epochs)
 
 # %% ../../nbs/24_stylespace_train.ipynb #82d201bc
 class NestedArtistClassifier(nn.Module):
@@ -195,12 +245,13 @@ def stage_modules(config: SpaceConfig, counts: torch.Tensor) -> dict[str, nn.Mod
     "The modules a stage trains (and saves), for `counts` training works per artist."
     c = config
     if c.stage in ("metric", "pairwise", "classifier"):
-        criterion = {"metric": lambda: StyleMetricLoss(counts, c.dims, c.t), "pairwise": lambda: PairwiseStyleLoss(c.dims, c.t),
+        criterion = {"metric": lambda: StyleMetricLoss(counts, c.dims, c.t), "pairwise": lambda: PairwiseStyleLoss(counts, c.dims, c.t),
                      "classifier": lambda: NestedArtistClassifier(len(counts), c.dims, c.t)}[c.stage]()
         return {"S": style_encoder(c), "criterion": criterion}
     if c.stage == "vae":
         style_dims = c.options["style_dims"]
-        return {"vae": ContentVAE(style_dims, c.dims, c.features, c.blocks, c.image_size, c.options["hidden"], c.t),
+        weights = LAB_ERROR_WEIGHTS[c.options.get("lab_error", "scaled")]                  # runs from before the setting: scaled
+        return {"vae": ContentVAE(style_dims, c.dims, c.features, c.blocks, c.image_size, c.options["hidden"], c.t, weights),
                 "normaliser": CodeNormaliser(torch.zeros(2, style_dims))}
     return {"G": LevelGenerator(c.dims, c.features, c.blocks, c.image_size, residual_init=c.options["residual_init"]["G"]),
             "D": ConsortiumDiscriminator(c.options["patch"], *c.options["discriminator"], residual_init=c.options["residual_init"]["D"])}
@@ -267,8 +318,9 @@ def _style_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
     init_from_data(S, _lab_images(data, _evaluation_indices(data, 256, train), device))      # unit-variance codes from the start
     optimizer = _optimizer(config, [S, criterion])
     def step(batch):
-        x, artists, _ = batch
-        loss = criterion(S(rgb_to_lab(x.to(device))), artists.to(device))
+        x, artists, _, epochs = batch
+        codes, artists = S(rgb_to_lab(x.to(device))), artists.to(device)
+        loss = criterion(codes, artists, epochs) if config.stage == "pairwise" else criterion(codes, artists)   # eq 1' weights pairs by epoch
         _update(optimizer, loss)
         return {"total": loss}
     def evaluate() -> dict:
@@ -291,7 +343,7 @@ def _vae_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
     styles, vae = modules["normaliser"](codes).to(device), modules["vae"].to(device)
     optimizer = _optimizer(config, [vae])
     def step(batch):
-        x, _, index = batch
+        x, _, index, _ = batch
         terms = vae(rgb_to_lab(x.to(device)), styles[index.to(device)])
         terms["total"] = terms["reconstruction"] + terms["kl"]
         _update(optimizer, terms["total"])
@@ -302,8 +354,7 @@ def _vae_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
         index = _evaluation_indices(data)
         lab = _lab_images(data, index, device)
         means, dims = vae.encode(lab)[0], dims_grid(config.dims)
-        errors = [float((vae.decode(styles[index], F.pad(means[:, :d], (0, config.dims - d))) - lab).pow(2).flatten(1).sum(1).mean())
-                  for d in dims]
+        errors = [float(vae.error(vae.decode(styles[index], F.pad(means[:, :d], (0, config.dims - d))), lab).mean()) for d in dims]
         return {"evaluation": {"dims": dims, "reconstruction": errors}, "kept_dims": prune_dims(dims, errors, higher_is_better=False)}
     return Stage(modules, {"optimizer": optimizer}, step, "all", evaluate)
 
@@ -323,8 +374,8 @@ class FrozenCodes(nn.Module):
 def _gan_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
     o = config.options
     if o["style_dims"] + o["content_dims"] >= config.dims:
-        raise ValueError(f"the pruned style ({o['style_dims']}) and content ({o['content_dims']}) codes leave no noise dimensions in a "
-                         f"{config.dims}-dimensional GAN code: pass a larger `dims` or prune harder")
+        raise ValueError(f"code_sizes={o.get('code_sizes', 'pruned')!r}: the style ({o['style_dims']}) and content ({o['content_dims']}) codes "
+                         f"leave no noise dimension in the {config.dims}-dimensional GAN code: pass code_sizes=(d_style, d_content) that fit")
     codes = FrozenCodes(o["style_run"], o["vae_run"], o["style_dims"], o["content_dims"]).to(device)
     modules = stage_modules(config, torch.ones(len(data.artists)))
     G, D = modules["G"].to(device), modules["D"].to(device)
@@ -342,7 +393,9 @@ def _gan_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
         _update(optimizers["optimizer.G"], g["total"])
         D.requires_grad_(True)
         return {"discriminator": d_loss} | g
-    evaluate = lambda: {"code": {"style": ds, "content": dc, "noise": config.dims - ds - dc}}
+    rule = {"style": read_run(o["style_run"]).get("kept_dims"), "content": read_run(o["vae_run"]).get("kept_dims")}
+    evaluate = lambda: {"code": {"style": ds, "content": dc, "noise": config.dims - ds - dc, "sizes": o.get("code_sizes", "pruned"),
+                                 "pruning_rule": rule}}                   # the 2% rule's choice, beside the sizes used
     return Stage(modules, optimizers, step, "all", evaluate)
 
 # %% ../../nbs/24_stylespace_train.ipynb #96ba3b04
@@ -370,17 +423,26 @@ def train_space(config: SpaceConfig, *, out: str | Path | None = None, resume: b
         return folder
 
 # %% ../../nbs/24_stylespace_train.ipynb #79cc0b26
-def style_space(scale: str = "cpu", data: str | None = None, seed: int = 0, stages=SPACE_STAGES, **kw) -> dict[str, Path]:
-    "Paper B's stages in order (the style encoders, the VAE on the pruned style code, the GAN on both pruned codes): run folders."
+def style_space(scale: str = "cpu", data: str | None = None, seed: int = 0, stages=SPACE_STAGES, *, code_sizes=None,
+                residual_init=None, lab_error: str = "scaled", **kw) -> dict[str, Path]:
+    "Paper B's stages in order (the style encoders, the VAE on the style code, the GAN on both codes) with the settings: run folders."
     unknown = set(stages) - set(SPACE_STAGES)
     if unknown: raise ValueError(f"unknown stages {sorted(unknown)}; stages: {SPACE_STAGES}")
+    sizes, gan_init, lab_error = resolve_code_sizes(code_sizes, scale), resolve_residual_init(residual_init, scale), check_lab_error(lab_error)
     needed = set(stages) | ({"metric"} if {"vae", "gan"} & set(stages) else set()) | ({"vae"} if "gan" in stages else set())
-    runs, options = {}, {}
+    runs, kept = {}, {}
     for stage in SPACE_STAGES:
         if stage not in needed: continue
-        upstream = dict(options) if stage in ("vae", "gan") else {}
-        runs[stage] = train_space(space_config(stage, scale, data, seed, options=upstream), **kw)
-        kept = json.loads((runs[stage] / "run.json").read_text()).get("kept_dims")
-        if stage == "metric": options |= {"style_run": str(runs[stage]), "style_dims": kept}
-        if stage == "vae": options |= {"vae_run": str(runs[stage]), "content_dims": kept}
+        options = {}
+        if stage in ("vae", "gan"):
+            options = {"code_sizes": sizes if sizes == "pruned" else list(sizes), "style_run": str(runs["metric"]),
+                       "style_dims": kept["metric"] if sizes == "pruned" else sizes[0]}
+        if stage == "vae": options["lab_error"] = lab_error
+        if stage == "gan":
+            options |= {"vae_run": str(runs["vae"]), "content_dims": kept["vae"] if sizes == "pruned" else sizes[1], "residual_init": gan_init}
+            if sizes == "pruned": check_code_sizes(options["style_dims"], options["content_dims"], scale, "code_sizes='pruned' (the 2% rule's sizes)")
+            log.info(f"GAN code: d_style {options['style_dims']}, d_content {options['content_dims']} ({sizes}); "
+                     f"the pruning rule chose {kept['metric']} and {kept['vae']}")
+        runs[stage] = train_space(space_config(stage, scale, data, seed, options=options), **kw)
+        kept[stage] = read_run(runs[stage]).get("kept_dims")
     return runs
