@@ -11,14 +11,16 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import tqdm.std
 from torch import nn
 
 # %% auto #0
-__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'parse_setting', 'bf16_supported',
+__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'progress', 'parse_setting', 'bf16_supported',
            'bf16_autocast', 'WeightsMismatchError', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
@@ -57,6 +59,19 @@ def get_logger(name: str) -> logging.Logger:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     return logging.getLogger(f"balstyle.{name}" if not name.startswith("balstyle") else name)
+
+# %% ../nbs/00_core.ipynb #fa3a8ea3
+def _widgets() -> bool:
+    "Whether tqdm's notebook widget can draw (ipywidgets installed)."
+    return importlib.util.find_spec("ipywidgets") is not None
+
+def progress(iterable=None, **kwargs):
+    "A tqdm bar in the terminal that runs `balstyle reproduce` (BALSTYLE_PROGRESS=terminal), else Jupyter's or the terminal's; off under TQDM_DISABLE."
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"): kwargs["disable"] = True
+    if os.environ.get("BALSTYLE_PROGRESS") == "terminal": return tqdm.std.tqdm(iterable, file=sys.__stderr__, **kwargs)
+    if not _widgets(): return tqdm.std.tqdm(iterable, **kwargs)
+    from tqdm.auto import tqdm as auto                                # imported here: without widgets it would warn
+    return auto(iterable, **kwargs)
 
 # %% ../nbs/00_core.ipynb #262aa9d9
 def parse_setting(text: str, typed: bool = True) -> tuple[str, object]:

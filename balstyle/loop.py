@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from .core import cache_dir, get_logger
+from .core import progress as progress_bar
 
 # %% auto #0
 __all__ = ['log', 'batch_keys', 'StepBatches', 'write_atomic', 'save_atomic', 'load_checkpoint', 'rng_state', 'set_rng_state',
@@ -243,7 +243,7 @@ class TrainingLoop:
         logger, n = _Log(self.folder, self.start, self.rank == 0), self.start
         try:
             with _stop_on_signals() as received:
-                bar = tqdm(batches, total=self.steps - self.start, desc=desc, disable=not progress or self.rank != 0)
+                bar = progress_bar(batches, total=self.steps - self.start, desc=desc, disable=not progress or self.rank != 0)
                 tick = time.perf_counter()
                 for batch in bar:
                     terms = step(batch)
@@ -261,4 +261,7 @@ class TrainingLoop:
                     if self.rank == 0 and (stop or n % self.every == 0 or n == self.steps): self.save(n, extra or {})
                     if stop: raise TrainingInterrupted(self.folder, n, received[0] if received else None)
         finally: logger.close()
+        if self.rank == 0 and n > self.start:                                   # one line per run where the bar may not be seen
+            log.info(f"{desc or self.folder.name}: steps {self.start + 1}–{n} of {self.steps} in {self.seconds:.0f} s"
+                     + (f", final total {row['total']:.4g}" if "total" in row else ""))
         return self.seconds

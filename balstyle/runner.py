@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import platform
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import papermill
 import torch
+from jupyter_client.manager import KernelManager
 
 from .core import figures_dir, get_logger, project_root
 
@@ -102,17 +104,17 @@ STUDIES = {s.name: s for s in [
           "Paper B, Figure 1: nearest-artist accuracy and eq 10's variance ratio by style dimensions, metric learning vs classifier vs pairwise",
           presets=_space()),
     Study("stylespace_fig2", "stylespace_fig2_grid.ipynb", "Paper B, Figure 2: GAN samples, rows sharing content, columns sharing style",
-          presets=_space(n_styles=(4, 6), n_contents=(3, 5))),
+          presets=_space(n_styles=(4, 6), n_contents=(3, 5), n_measure=(16, 32), permutations=(1000, 1000))),
     Study("stylespace_fig3", "stylespace_fig3_styles.ipynb", "Paper B, Figure 3: random styles for one content; bilinear interpolation of styles",
-          presets=_space(n_random=(6, 12), n_interp=(3, 5))),
+          presets=_space(n_random=(6, 12), n_interp=(3, 5), permutations=(1000, 1000))),
     Study("stylespace_fig4_5", "stylespace_fig4_5_dimensions.ipynb",
           "Paper B, Figures 4 and 5: one style dimension swept to −5, 0, 5, beside training images ranked along it",
           presets=_space(dims=(None, None), n_codes=(2, 3), n_ranked=(2, 4))),
     Study("stylespace_fig6_7", "stylespace_fig6_7_transfer.ipynb", "Paper B, Figures 6 and 7: reconstructions and style transfer",
-          presets=_space(n_pairs=(2, 6))),
+          presets=_space(n_pairs=(2, 6), tint_degrees=(30.0, 30.0))),
     Study("stylespace_ground_truth", "stylespace_ground_truth.ipynb",
-          "Beyond paper B: learned style dimensions against the portraits' true factors; artist leak into the content code (linear probe)",
-          presets=_space()),
+          "Beyond paper B: which true factors of the portraits the style code tracks above a by-artist permutation null; content leaks (linear and k-NN probes, generator side)",
+          presets=_space(permutations=(1000, 1000), k=(10, 10), n_grid=(8, 16))),
 ]}
 
 # %% ../nbs/04_runner.ipynb #75a0b76f
@@ -231,9 +233,14 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
     start = time.perf_counter()
     try:
         with _environment(BALSTYLE_FIGURES=figures, BALSTYLE_RECORD=record.resolve(), BALSTYLE_NOTEBOOK=notebook.name,
-                          TQDM_DISABLE=1, MPLBACKEND="Agg", PYTHONWARNINGS="ignore::DeprecationWarning"):
-            papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                       cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout)
+                          BALSTYLE_PROGRESS="terminal", PYTHONWARNINGS="ignore::DeprecationWarning"), \
+             tempfile.TemporaryDirectory(prefix="balstyle-kernel-") as sockets:
+            kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))   # local sockets: no TCP
+            try: papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3", km=kernel,
+                                            cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+                                            extra_arguments=["--IPKernelApp.capture_fd_output=False"])   # the kernel's stderr: the terminal's
+            finally:
+                if kernel.has_kernel: kernel.shutdown_kernel(now=False)
         outcome = Outcome(name, notebook, True)
     except Exception as e:
         outcome = Outcome(name, notebook, False, _describe_failure(e))

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..core import bf16_autocast, cache_dir, exclusive, get_logger
+from ..core import progress as progress_bar
 from ..data import ImageFiles, deception_test_split, dtd, image_files, load_image, painter_by_numbers_info, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from ..loop import RunSettings, TrainingLoop, read_run, write_atomic
@@ -138,7 +138,7 @@ def work_statistics(net: ArtistNet, files: list, size: int, views: bool, device,
     plain, out = to_tensor_transform(size if not views else None), []
     images = ImageFiles(files, transform=plain, on_error="raise")       # a skipped work would shift every label after it
     loader = DataLoader(images, batch_size=1 if views else batch_size)
-    for batch in tqdm(loader, desc=desc or "artist statistics", leave=False):
+    for batch in progress_bar(loader, desc=desc or "artist statistics", leave=False):
         x = torch.stack([v for im in batch for v in _views(im, size)]) if views else batch
         out.append(net.statistics(x.to(device)).cpu())
     return torch.cat(out)
@@ -296,7 +296,7 @@ def score_models(models: dict, pairs: pd.DataFrame, scorer: Scorer, *, batch_siz
         loaded = {n: (m() if callable(m) and not isinstance(m, nn.Module) else m).to(device).eval() for n, (m, _) in models.items() if n in todo}
         for parts in todo.values(): parts.mkdir(parents=True, exist_ok=True)
         missing = {s: [n for n in todo if not (todo[n] / f"{s}.csv").is_file()] for s in starts}
-        with tqdm(total=sum(len(pairs.iloc[s:s + chunk]) * len(ns) for s, ns in missing.items()), desc="scoring " + ", ".join(todo),
+        with progress_bar(total=sum(len(pairs.iloc[s:s + chunk]) * len(ns) for s, ns in missing.items()), desc="scoring " + ", ".join(todo),
                   disable=not progress) as bar:
             for s, names in missing.items():
                 if not names: continue
