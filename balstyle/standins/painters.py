@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'ORIENTATIONS', 'OUTLINES', 'TEXTURES', 'CONTINUOUS_AXES', 'REF_SIZE', 'SUPERSAMPLE', 'ANGLE_LEVELS',
-           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'hsv', 'sample_painter', 'make_painters', 'paint']
+           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'det_exp', 'det_log', 'det_pow', 'det_sincos', 'det_sin',
+           'det_cos', 'det_atan2', 'det_tanh', 'luma', 'hsv', 'sample_painter', 'make_painters', 'paint']
 
 # %% ../../nbs/30_painters.ipynb #52ef718b
 import colorsys
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,6 +30,111 @@ HEIGHT_LEVELS = 8         # stroke paint height stored in the alpha byte (3 bits
 HALF_STEPS = 3            # centre-line points on each side of a stroke centre
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 LIGHT = (-0.6, -0.8)      # impasto light direction (x, y), from the upper left
+
+# %% ../../nbs/30_painters.ipynb #3461fe1e
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10     # ln 2 in two parts (fdlibm): k * _LN2_HI is exact
+_PIO2 = (1.57079632673412561417e+00, 6.07710050650619224932e-11, 2.02226624879595063154e-21)   # π/2 in three parts
+_EXP_C = tuple(1.0 / math.factorial(k) for k in range(14))
+_LOG_C = tuple(2.0 / (2 * k + 1) for k in range(13))
+_SIN_C = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(9))
+_COS_C = tuple((-1) ** k / math.factorial(2 * k) for k in range(9))
+_ATAN_C = tuple((-1) ** k / (2 * k + 1) for k in range(13))
+
+
+def _f64(x):
+    "`x` as a float64 array, and the dtype to give back: float32 stays float32, anything else becomes float64."
+    a = np.asarray(x)
+    return a.astype(np.float64), np.dtype(np.float32 if a.dtype == np.float32 else np.float64)
+
+
+def _poly(z, coefs):
+    "sum(coefs[k] * z**k) by Horner's rule, in a fixed order of operations."
+    acc = np.full_like(z, coefs[-1])
+    for c in coefs[-2::-1]:
+        acc *= z
+        acc += c
+    return acc
+
+
+def det_exp(x):
+    "e**x, the same bits on every CPU: x = k ln 2 + r, a Taylor polynomial of degree 13 in r, times 2**k."
+    a, dtype = _f64(x)
+    a = np.clip(a, -1100.0, 709.7)
+    k = np.rint(a * 1.4426950408889634)                  # 1 / ln 2
+    r = (a - k * _LN2_HI) - k * _LN2_LO
+    return np.ldexp(_poly(r, _EXP_C), k.astype(np.int32)).astype(dtype)[()]
+
+
+def det_log(x):
+    "Natural log, the same bits on every CPU: x = m 2**e with m in [√½, √2), log m = 2 atanh((m − 1)/(m + 1)) by its series."
+    a, dtype = _f64(x)
+    m, e = np.frexp(np.where(a > 0, a, 1.0))
+    low = m < math.sqrt(0.5)
+    m, e = np.where(low, 2.0 * m, m), (e - low).astype(np.float64)
+    s = (m - 1.0) / (m + 1.0)
+    r = e * _LN2_HI + (s * _poly(s * s, _LOG_C) + e * _LN2_LO)
+    return np.where(a > 0, r, np.where(a == 0, -np.inf, np.nan)).astype(dtype)[()]
+
+
+def det_pow(x, p):
+    "x**p for x ≥ 0 as exp(p log x) (0**p is 0 for p > 0, 1 for p = 0), the same bits on every CPU."
+    a, dtype = _f64(x)
+    b = np.asarray(p, np.float64)
+    r = np.asarray(det_exp(b * det_log(np.where(a > 0, a, 1.0))))
+    return np.where(a > 0, r, np.where(b == 0, 1.0, 0.0)).astype(dtype)[()]
+
+
+def det_sincos(x):
+    "(sin x, cos x), the same bits on every CPU: x = k π/2 + r with π/2 in three parts, Taylor polynomials in r, quadrant by k mod 4."
+    a, dtype = _f64(x)
+    k = np.rint(a * (2.0 / math.pi))
+    r = ((a - k * _PIO2[0]) - k * _PIO2[1]) - k * _PIO2[2]
+    z = r * r
+    s, c = r * _poly(z, _SIN_C), _poly(z, _COS_C)
+    q = k.astype(np.int64)
+    odd = (q & 1).astype(bool)                            # quadrants 1 and 3 swap sine and cosine
+    sin, cos = np.where(odd, c, s), np.where(odd, s, c)
+    np.negative(sin, out=sin, where=(q & 2).astype(bool))           # sine negative in quadrants 2, 3
+    np.negative(cos, out=cos, where=((q + 1) & 2).astype(bool))     # cosine negative in quadrants 1, 2
+    return sin.astype(dtype)[()], cos.astype(dtype)[()]
+
+
+def det_sin(x):
+    "sin x, the same bits on every CPU (`det_sincos`)."
+    return det_sincos(x)[0]
+
+
+def det_cos(x):
+    "cos x, the same bits on every CPU (`det_sincos`)."
+    return det_sincos(x)[1]
+
+
+def det_atan2(y, x):
+    "The angle of (x, y) in (−π, π], the same bits on every CPU: atan of the smaller over the larger, halved twice by atan z = 2 atan(z / (1 + √(1 + z²))), by its series."
+    b, dtype_y = _f64(y)
+    a, dtype_x = _f64(x)
+    ax, ay = np.abs(a), np.abs(b)
+    hi, lo = np.maximum(ax, ay), np.minimum(ax, ay)
+    z = lo / np.where(hi > 0, hi, 1.0)
+    for _ in range(2):
+        z = z / (1.0 + np.sqrt(1.0 + z * z))
+    t = 4.0 * z * _poly(z * z, _ATAN_C)
+    t = np.where(ay > ax, math.pi / 2 - t, t)
+    t = np.where(a < 0, math.pi - t, t)
+    return np.where(b < 0, -t, t).astype(np.promote_types(dtype_y, dtype_x))[()]
+
+
+def det_tanh(x):
+    "tanh x = sign(x) (1 − e)/(1 + e) with e = exp(−2|x|), the same bits on every CPU."
+    a, dtype = _f64(x)
+    e = np.asarray(det_exp(-2.0 * np.abs(a)))
+    return (np.sign(a) * (1.0 - e) / (1.0 + e)).astype(dtype)[()]
+
+
+def luma(img):
+    "Rec. 601 luma (`LUMA`) of RGB in the last axis as an explicit weighted sum of the channels: no BLAS, so the same bits on every CPU and thread count."
+    img = np.asarray(img)
+    return img[..., 0] * LUMA[0] + img[..., 1] * LUMA[1] + img[..., 2] * LUMA[2]
 
 # %% ../../nbs/30_painters.ipynb #92db92c2
 # (hue range, saturation range, value range) of the middle anchors, then the
@@ -76,7 +183,7 @@ def _palette(rng, family, base):
     if family == "monochrome":
         hue, sat = base, rng.uniform(0.25, 0.6)
         vals = np.linspace(rng.uniform(0.06, 0.14), rng.uniform(0.9, 0.98), k)
-        return [_hsv_rgb(hue + rng.uniform(-0.02, 0.02), sat * (0.5 + np.sin(np.pi * v)), v)
+        return [_hsv_rgb(hue + rng.uniform(-0.02, 0.02), sat * (0.5 + det_sin(np.pi * v)), v)
                 for v in vals]
     mid, dark, light = _FAMILY_HSV[family]
     anchors = []
@@ -96,7 +203,7 @@ def _palette(rng, family, base):
 # %% ../../nbs/30_painters.ipynb #94a422cf
 def _lum_of(rgb):
     """Luma of an RGB int triple, 0..1."""
-    return float(np.dot(np.asarray(rgb, np.float32) / 255.0, LUMA))
+    return float(luma(np.asarray(rgb, np.float32) / np.float32(255.0)))
 
 
 def _outline_colour(palette, kind):
@@ -224,31 +331,39 @@ def _as_rgb_float(content):
 
 
 def _tone(img, contrast):
-    """Stretch luminance to the 1-99 percentile range, then apply contrast about the mean."""
-    lum = img @ LUMA
-    lo, hi = np.percentile(lum[::2, ::2], [1.0, 99.0])
-    img = (img - lo) / max(hi - lo, 0.05)
-    mean = float(np.clip(lum.mean(), 0.2, 0.8))
-    return np.clip(mean + (img - mean) * contrast, 0.0, 1.0)
+    """Stretch luminance to the 1-99 percentile range, then apply contrast about the mean (float32 throughout)."""
+    lum = luma(img)
+    lo, hi = (float(v) for v in np.percentile(lum[::2, ::2], [1.0, 99.0]))   # float64 under NumPy 2's promotion rules: made explicit
+    img = (img - np.float32(lo)) / np.float32(max(hi - lo, 0.05))
+    mean = np.float32(np.clip(float(lum.mean()), 0.2, 0.8))
+    return np.clip(mean + (img - mean) * np.float32(contrast), 0.0, 1.0).astype(np.float32)
 
 
 def _saturate(img, saturation):
     """Scale chroma around the per-pixel luma."""
-    lum = (img @ LUMA)[..., None]
-    return np.clip(lum + (img - lum) * saturation, 0.0, 1.0)
+    lum = luma(img)[..., None]
+    return np.clip(lum + (img - lum) * np.float32(saturation), 0.0, 1.0).astype(np.float32)
 
 # %% ../../nbs/30_painters.ipynb #7e1ed987
+def _sq_dist(img, colour):
+    """Squared RGB distance of every pixel to one colour, summed channel by channel."""
+    d = [img[..., c] - colour[c] for c in range(3)]
+    return d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+
+
 def _map_to_palette(img, pal, strength, mix, keep_lum, tau):
     """Pull colours onto the palette: a luminance ramp blended with soft nearest-anchor snapping."""
-    lum = img @ LUMA
-    pal_lum = pal @ LUMA
-    order = np.argsort(pal_lum)
+    lum = luma(img)
+    pal_lum = luma(pal)
+    order = np.argsort(pal_lum, kind="stable")
     ramp = np.stack([np.interp(lum, pal_lum[order], pal[order, c]) for c in range(3)], -1)
-    d2 = (img * img).sum(-1)[..., None] - 2.0 * img @ pal.T + (pal * pal).sum(-1)
-    w = np.exp(-(d2 - d2.min(-1, keepdims=True)) / tau)
-    near = (w @ pal) / w.sum(-1, keepdims=True)
-    mapped = ramp * (1.0 - mix) + near * mix
-    mapped += ((lum - mapped @ LUMA) * keep_lum)[..., None]
+    d2 = np.stack([_sq_dist(img, anchor) for anchor in pal], -1)
+    w = det_exp(-(d2 - d2.min(-1, keepdims=True)) / np.float32(tau))
+    near, total = w[..., :1] * pal[0], w[..., 0]
+    for j in range(1, len(pal)):                          # anchor by anchor: a fixed order of additions, no BLAS
+        near, total = near + w[..., j:j + 1] * pal[j], total + w[..., j]
+    mapped = ramp * (1.0 - mix) + near / total[..., None] * mix
+    mapped += ((lum - luma(mapped)) * keep_lum)[..., None]
     return np.clip(img * (1.0 - strength) + mapped * strength, 0.0, 1.0).astype(np.float32)
 
 # %% ../../nbs/30_painters.ipynb #90428ea8
@@ -296,11 +411,11 @@ def _orientation_field(lum, rho, default_angle):
     gy = ndimage.sobel(lum, 0)
     jxx, jxy, jyy = np.moveaxis(_blur(np.stack([gx * gx, gx * gy, gy * gy], -1), rho), -1, 0)
     a, b = jxx - jyy, 2.0 * jxy
-    bias = 0.1 * float(np.hypot(a, b).mean()) + 1e-6
-    grad2 = 2.0 * (default_angle - np.pi / 2)
-    a = a + bias * np.cos(grad2)
-    b = b + bias * np.sin(grad2)
-    return (0.5 * np.arctan2(b, a) + np.pi / 2).astype(np.float32)
+    bias = 0.1 * float(np.sqrt(a * a + b * b).mean()) + 1e-6
+    sin2, cos2 = det_sincos(2.0 * (default_angle - np.pi / 2))
+    a = a + np.float32(bias * cos2)
+    b = b + np.float32(bias * sin2)
+    return (0.5 * det_atan2(b, a) + np.pi / 2).astype(np.float32)
 
 
 def _stroke_angles(p, cx, cy, field, rng):
@@ -327,20 +442,22 @@ def _centrelines(cx, cy, theta, length, bend, field, follow, guide):
     halves = []
     for sign in (1.0, -1.0):
         x, y = cx.copy(), cy.copy()
-        dx, dy = np.cos(theta) * sign, np.sin(theta) * sign
+        sin_t, cos_t = det_sincos(theta)
+        dx, dy = cos_t * sign, sin_t * sign
         alive = np.ones(cx.size)
         pts = []
         for k in range(HALF_STEPS):
             if field is not None:
                 fa = field[np.clip(y, 0, h - 1).astype(int), np.clip(x, 0, w - 1).astype(int)]
-                flip = np.where(np.cos(fa) * dx + np.sin(fa) * dy < 0, -1.0, 1.0)
-                dx = dx * (1 - follow) + np.cos(fa) * flip * follow
-                dy = dy * (1 - follow) + np.sin(fa) * flip * follow
-                norm = np.hypot(dx, dy) + 1e-6
+                sin_f, cos_f = det_sincos(fa)
+                flip = np.where(cos_f * dx + sin_f * dy < 0, -1.0, 1.0)
+                dx = dx * (1 - follow) + cos_f * flip * follow
+                dy = dy * (1 - follow) + sin_f * flip * follow
+                norm = np.sqrt(dx * dx + dy * dy) + 1e-6
                 dx, dy = dx / norm, dy / norm
             else:
                 ang = theta + (0.0 if sign > 0 else np.pi) + sign * bend * (k + 0.5)
-                dx, dy = np.cos(ang), np.sin(ang)
+                dy, dx = det_sincos(ang)
             nx = np.clip(x + dx * step, 0, w - 1)
             ny = np.clip(y + dy * step, 0, h - 1)
             diff = np.abs(target[ny.astype(int), nx.astype(int)] - colours).mean(-1)
@@ -349,7 +466,7 @@ def _centrelines(cx, cy, theta, length, bend, field, follow, guide):
             y = y + (ny - y) * alive
             pts.append((x, y, dx * sign, dy * sign))
         halves.append(pts)
-    seq = halves[1][::-1] + [(cx, cy, np.cos(theta), np.sin(theta))] + halves[0]
+    seq = halves[1][::-1] + [(cx, cy, cos_t, sin_t)] + halves[0]
     line = np.stack([np.stack(q[:2], -1) for q in seq], axis=1)
     dirs = np.stack([np.stack(q[2:], -1) for q in seq], axis=1)
     return line, dirs
@@ -357,10 +474,11 @@ def _centrelines(cx, cy, theta, length, bend, field, follow, guide):
 # %% ../../nbs/30_painters.ipynb #fc8a613a
 def _stroke_polygons(line, dirs, half_width, taper):
     """Outline polygons (S, 2P+2, 2) of strokes tapered by arc length along ``line`` (S, P, 2)."""
-    seg = np.linalg.norm(np.diff(line, axis=1), axis=-1)
+    step = np.diff(line, axis=1)
+    seg = np.sqrt(step[..., 0] * step[..., 0] + step[..., 1] * step[..., 1])
     arc = np.concatenate([np.zeros((len(line), 1)), np.cumsum(seg, axis=1)], axis=1)
     u = arc / (arc[:, -1:] + 1e-6)
-    prof = taper + (1.0 - taper) * np.sqrt(np.sin(np.pi * u))
+    prof = taper + (1.0 - taper) * np.sqrt(np.maximum(det_sin(np.pi * u), 0.0))
     normal = np.stack([-dirs[..., 1], dirs[..., 0]], -1)
     off = normal * (half_width[:, None] * prof)[..., None]
     tip = (half_width * taper)[:, None]
@@ -386,7 +504,7 @@ def _layer_strokes(target, canvas_rgb, radius, p, first, rng):
     length = 2.0 * radius * p["stroke_length"]
     cell = np.sqrt(2.0 * radius * length * 0.5) / p["density"]
     cx, cy = _candidates((h, w), max(cell, 1.0), rng)
-    spread = float(np.clip((target @ LUMA).std() / 0.2, 0.4, 1.0))  # low-contrast targets: finer tolerances
+    spread = float(np.clip(luma(target).std() / 0.2, 0.4, 1.0))  # low-contrast targets: finer tolerances
     if not first:
         err = np.abs(canvas_rgb - target).mean(-1)
         err = ndimage.uniform_filter(err, size=max(3, int(round(cell))))
@@ -395,15 +513,14 @@ def _layer_strokes(target, canvas_rgb, radius, p, first, rng):
         keep = np.flatnonzero(e > thr)
         cap = int(3000 * h * w / REF_SIZE ** 2)
         if keep.size > cap:
-            keep = keep[np.argsort(-e[keep])[:cap]]
+            keep = keep[np.argsort(-e[keep], kind="stable")[:cap]]   # ties keep grid order
         cx, cy = cx[keep], cy[keep]
     order = rng.permutation(cx.size)
     cx, cy = cx[order], cy[order]
     n = cx.size
     field = None
     if p["orientation"] == "edges":
-        lum = target @ LUMA
-        field = _orientation_field(lum, max(1.0, radius), np.deg2rad(p["angle"]))
+        field = _orientation_field(luma(target), max(1.0, radius), np.deg2rad(p["angle"]))
     theta = _stroke_angles(p, cx, cy, field, rng)
     lengths = length * rng.uniform(0.75, 1.25, n)
     half_w = radius * rng.uniform(0.85, 1.15, n)
@@ -478,7 +595,7 @@ def _bristles(angle, rng, reach):
     h, w = angle.shape
     noise = rng.standard_normal(h * w).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    c, s = np.cos(angle), np.sin(angle)
+    s, c = det_sincos(angle)
     acc = np.zeros((h, w), np.float32)
     for t in range(-reach, reach + 1):
         xs = np.clip(np.rint(xx + t * c), 0, w - 1).astype(np.int64)
@@ -495,7 +612,7 @@ def _smooth_noise(shape, sigma, rng):
 # %% ../../nbs/30_painters.ipynb #1689e162
 def _outline_mask(target, weight, scale, rng):
     """Hand-drawn ink lines from a difference of Gaussians on the target's luminance."""
-    lum = target @ LUMA
+    lum = luma(target)
     s = scale * (0.8 + 1.4 * weight)
     dog = _blur(lum, s) - _blur(lum, 1.7 * s)
     dog /= dog.std() + 1e-6
@@ -512,8 +629,8 @@ def _surface(kind, shape, period, scale, rng):
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         xx += 0.6 * scale * _smooth_noise(shape, 6.0 * scale, rng)
         yy += 0.6 * scale * _smooth_noise(shape, 6.0 * scale, rng)
-        warp = np.abs(np.sin(np.pi * xx / period))
-        weft = np.abs(np.sin(np.pi * yy / period))
+        warp = np.abs(det_sin(np.pi * xx / period))
+        weft = np.abs(det_sin(np.pi * yy / period))
         over = (np.floor(xx / period) + np.floor(yy / period)) % 2 == 0
         tex = np.where(over, warp * (0.6 + 0.4 * weft), weft * (0.6 + 0.4 * warp))
         tex += 0.15 * rng.standard_normal(shape).astype(np.float32)

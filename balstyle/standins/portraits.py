@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from .painters import hsv
+from .painters import det_pow, det_sin, det_sincos, det_tanh, hsv
 
 # %% auto #0
 __all__ = ['STYLE_RANGES', 'CONTENT_RANGES', 'STYLE_FACTORS', 'CONTENT_FACTORS', 'sample_artist', 'sample_style',
@@ -98,8 +98,13 @@ def _quad(p0, c, p1, n: int = 10) -> np.ndarray:
 
 def _ellipse(cx, cy, rx, ry, n: int = 24, a0: float = 0.0, a1: float = 2 * math.pi) -> np.ndarray:
     """Points on an ellipse arc from angle a0 to a1."""
-    t = np.linspace(a0, a1, n)
-    return np.column_stack([cx + rx * np.cos(t), cy + ry * np.sin(t)])
+    sin, cos = det_sincos(np.linspace(a0, a1, n))
+    return np.column_stack([cx + rx * cos, cy + ry * sin])
+
+
+def _norm(v) -> float:
+    """Length of a 2-vector from exactly rounded operations (`np.linalg.norm` goes through BLAS)."""
+    return float(np.sqrt(v[0] * v[0] + v[1] * v[1]))
 
 
 def _inside_ellipse(p: np.ndarray, a: float, b: float, cy: float, k: float = 0.995) -> np.ndarray:
@@ -162,7 +167,7 @@ def _bangs(g, st: dict, rng) -> SimpleNamespace:
     wid = xs[1] - xs[0]
     xs[1:-1] += rng.uniform(-0.2, 0.2, n - 1) * wid
     mid = 0.5 * (xs[:-1] + xs[1:])
-    lean = 0.35 * np.clip(0.5 * rng.uniform(-1, 1) + np.tanh((mid - crown[0]) / 0.06), -1, 1)
+    lean = 0.35 * np.clip(0.5 * rng.uniform(-1, 1) + det_tanh((mid - crown[0]) / 0.06), -1, 1)
     tip_x = mid + lean * np.diff(xs)
     eye_top = g.ey - 0.55 * g.eh
     tip_y = np.minimum(g.brow_y + 0.028, eye_top - 0.01) + rng.uniform(-0.025, 0.02, n)
@@ -180,7 +185,7 @@ def _bangs(g, st: dict, rng) -> SimpleNamespace:
     locks, zig = [], [L]
     for i in range(n):
         p0, t, p1 = notches[i], tips[i], notches[i + 1]
-        bend = np.array([lean[i] * 0.35 * np.linalg.norm(t - p0), 0])
+        bend = np.array([lean[i] * 0.35 * _norm(t - p0), 0])
         c0, c1 = 0.5 * (p0 + t) + bend, 0.5 * (t + p1) + bend
         tipcurve = np.vstack([_quad(p0, c0, t, 8), _quad(t, c1, p1, 8)[1:]])
         zig.append(tipcurve[1:])
@@ -307,8 +312,8 @@ class _Canvas(_Colours):
         self.steps = int(st["shading_steps"])
         self.c = st["hair_value_contrast"]
         self.org = np.array([0.5 + ct["face_x"], 0.45 + ct["face_y"]])
-        a = math.radians(ct["tilt"])
-        self.rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        sin, cos = (float(v) for v in det_sincos(math.radians(ct["tilt"])))
+        self.rot = np.array([[cos, -sin], [sin, cos]])
         self.pivot = np.array([0.0, 0.2])
         self.g = _geometry(st, ct)
         self.bangs = _bangs(self.g, st, rng)
@@ -317,8 +322,10 @@ class _Canvas(_Colours):
         self._colours()
 
     def H(self, p) -> list:
-        """Head coordinates -> flat canvas coordinate list (tilted, offset)."""
-        p = (np.asarray(p, float) - self.pivot) @ self.rot.T + self.pivot + self.org
+        """Head coordinates -> flat canvas coordinate list (tilted, offset; the rotation written out, not a BLAS matmul)."""
+        q = np.asarray(p, float).reshape(-1, 2) - self.pivot
+        (r00, r01), (r10, r11) = self.rot
+        p = np.column_stack([q[:, 0] * r00 + q[:, 1] * r01, q[:, 0] * r10 + q[:, 1] * r11]) + self.pivot + self.org
         return (p * self.S).ravel().tolist()
 
     def B(self, p) -> list:
@@ -363,7 +370,7 @@ class _Background(_Canvas):
             self.img.paste(Image.fromarray(col).resize((S, S), Image.Resampling.BILINEAR))
         elif kind == 2:
             y, x = np.mgrid[0:32, 0:32] / 31.0
-            t = np.clip(np.hypot(x - 0.45, y - 0.4) / 0.75, 0, 1)[..., None]
+            t = np.clip(np.sqrt((x - 0.45) ** 2 + (y - 0.4) ** 2) / 0.75, 0, 1)[..., None]
             col = (c0 * (1 - t) + c1 * t).astype(np.uint8)
             self.img.paste(Image.fromarray(col).resize((S, S), Image.Resampling.BILINEAR))
         else:
@@ -480,7 +487,7 @@ class _MouthNose(_Face):
         if opening < 0.05:
             self.line(self.H(upper), self.skin_line, 0.8 * lw)
             return
-        lower = np.column_stack([x, upper[:, 1] + (0.006 + 0.03 * opening) * q ** 0.7])[::-1]
+        lower = np.column_stack([x, upper[:, 1] + (0.006 + 0.03 * opening) * det_pow(q, 0.7)])[::-1]
         m = np.vstack([upper, lower])
         self.fill(self.H(m), self.pal(0.99, 0.6, 0.55))
         tongue = _ellipse(0, lower[5, 1] - 0.002, 0.55 * w, 0.012 * opening + 0.002, 12, math.pi, 2 * math.pi)
@@ -504,10 +511,11 @@ class _Eyes(_MouthNose):
         u = (t - 0.5) * ew                            # + = towards the outer corner
         yi, yo = 0.1 * eh, eh * (0.04 - 0.3 * shape)
         base = yi + (yo - yi) * t
-        rnd = np.sin(np.pi * t) ** 0.55
-        ang = np.minimum(t / 0.38, (1 - t) / 0.62) ** 0.8
+        arc = np.maximum(det_sin(np.pi * t), 0.0)
+        rnd = det_pow(arc, 0.55)
+        ang = det_pow(np.minimum(t / 0.38, (1 - t) / 0.62), 0.8)
         up = base - 0.62 * eh * ((1 - shape) * rnd + shape * ang)
-        low = base + 0.38 * eh * np.sin(np.pi * t) ** (0.8 + 0.8 * shape) * (1 - 0.55 * g.squint)
+        low = base + 0.38 * eh * det_pow(arc, 0.8 + 0.8 * shape) * (1 - 0.55 * g.squint)
 
         def clipped(p):
             x = np.clip(p[:, 0], u[0], u[-1])
@@ -574,7 +582,7 @@ class _Lashes(_Eyes):
             crease = np.column_stack([u[k:-1], up[k:-1] - th[k:-1] - 0.2 * eh])
             self.line(to_head(crease), self.skin_line, 0.45 * lw)
         bt = np.linspace(-0.1, 1.05, 9)
-        arch = 0.05 * eh * np.sin(np.pi * np.clip(bt, 0, 1)) - (0.02 * eh) * bt
+        arch = 0.05 * eh * det_sin(np.pi * np.clip(bt, 0, 1)) - (0.02 * eh) * bt
         brow = np.column_stack([(bt - 0.5) * ew * 1.05, self.g.brow_y - self.g.ey - arch - 0.3 * shape * eh * bt * 0.3])
         self.line(to_head(brow), self.hair_line, 0.7 * lw)
 
@@ -604,12 +612,12 @@ class _HairShading(_Lashes):
         polys = []
         for i in range(bg.n):
             p0, p1 = bg.notches[i], bg.notches[i + 1]
-            k = max(1, int(round(np.linalg.norm(p1 - p0) / 0.028)))
+            k = max(1, int(round(_norm(p1 - p0) / 0.028)))
             for f in (np.arange(k) + rng.uniform(0.3, 0.7, k)) / k:
                 foot = p0 + (p1 - p0) * f
                 d = foot - bg.crown
                 c = bg.crown + d * rng.uniform(0.5, 0.6)
-                d /= np.linalg.norm(d)
+                d /= _norm(d)
                 perp = np.array([-d[1], d[0]])
                 L, W = (0.03 + 0.035 * self.c) * rng.uniform(0.7, 1.2), rng.uniform(0.006, 0.012)
                 polys.append(self.H([c - d * L, c + perp * W, c + d * L * 0.7, c - perp * W]))

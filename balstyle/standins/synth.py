@@ -6,21 +6,22 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, ImageDraw, ImageFilter
-from torchvision.transforms.v2 import functional as TF
 
-from ..core import cache_dir, exclusive, get_logger
-from ..data import bundled_photos, jittered_crop
-from .painters import make_painters, paint
+from ..core import cache_dir, exclusive, get_logger, project_root
+from ..data import bundled_photos
+from .painters import det_pow, luma, make_painters, paint
 from .portraits import render_portrait, sample_artist, sample_content, sample_style
 from ..plots import image_grid
 from .textures import TEXTURE_CATEGORIES, texture
@@ -28,19 +29,22 @@ from .textures import TEXTURE_CATEGORIES, texture
 log = get_logger("synth")
 
 # %% auto #0
-__all__ = ['log', 'CONTENT_KINDS', 'SYNTH_VERSION', 'SYNTH_SETS', 'SYNTH_SCALES', 'WRITERS', 'landscape', 'still_life',
-           'content_image', 'item_rng', 'write_content', 'write_painters', 'write_textures', 'write_portraits',
-           'synth_dataset', 'painter_gallery', 'texture_gallery', 'portrait_gallery']
+__all__ = ['log', 'CONTENT_KINDS', 'SYNTH_VERSION', 'SYNTH_SETS', 'SYNTH_SCALES', 'WRITERS', 'ITEMS', 'SYNTH_HASHES',
+           'HASH_LIBRARIES', 'landscape', 'still_life', 'content_image', 'item_rng', 'SynthItem', 'content_items',
+           'write_content', 'painter_items', 'write_painters', 'texture_items', 'write_textures', 'portrait_items',
+           'write_portraits', 'synth_folder', 'synth_items', 'synth_dataset', 'painter_gallery', 'texture_gallery',
+           'portrait_gallery', 'item_digest', 'set_hashes', 'hash_manifest', 'write_hash_manifest', 'check_hashes']
 
 # %% ../../nbs/33_synth.ipynb #8bef5a3a
 CONTENT_KINDS = ("photo", "landscape", "still_life")
 
 def _smooth_noise_1d(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
     "Fractal 1-D noise of length `n`: octaves of linearly interpolated random values."
-    out = np.zeros(n)
+    out, weight = np.zeros(n), 1.0
     for octave in range(5):
         k = 2 + 2 ** octave
-        out += np.interp(np.linspace(0, k, n), np.arange(k + 1), rng.normal(size=k + 1)) / 1.8 ** octave
+        out += np.interp(np.linspace(0, k, n), np.arange(k + 1), rng.normal(size=k + 1)) * weight
+        weight /= 1.8                          # not 1.8 ** octave: Python's ** calls the C library's pow
     return out * amplitude
 
 def _surface_noise(rng: np.random.Generator, size: int, cells: int = 16, strength: float = 0.08) -> np.ndarray:
@@ -86,7 +90,7 @@ def _sphere(img, xx, yy, x, y, r, colour, light):
     dx, dy = (xx - x) / r, (yy - (y - r)) / r
     inside = dx**2 + dy**2 < 1
     lambert = np.clip(dx * light[0] + dy * light[1] + np.sqrt(np.clip(1 - dx**2 - dy**2, 0, 1)) * light[2], 0, 1)
-    img[inside] = (colour * (0.25 + 0.75 * lambert[..., None]) + (lambert**30 * 120)[..., None])[inside]
+    img[inside] = (colour * (0.25 + 0.75 * lambert[..., None]) + (det_pow(lambert, 30) * 120)[..., None])[inside]
 
 def _box(img, xx, yy, x, y, r, colour, light):
     "Paint a box: a front face and a lighter top face."
@@ -106,7 +110,7 @@ def still_life(size: int, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:s, 0:s].astype(float)
     wall, table = rng.uniform(120, 230, 3), rng.uniform(60, 200, 3) * np.array([1.0, 0.8, 0.6])
     edge = rng.uniform(0.45, 0.65) * s
-    light = np.array([rng.uniform(-1, 1), -1.0, 0.8]); light /= np.linalg.norm(light)
+    light = np.array([rng.uniform(-1, 1), -1.0, 0.8]); light /= np.sqrt((light * light).sum())
     img = np.where((yy < edge)[..., None], wall * (0.8 + 0.2 * (1 - yy / s))[..., None], table * (0.7 + 0.3 * yy / s)[..., None])
     img *= _surface_noise(rng, s, strength=0.06)
     objects = sorted(((rng.uniform(0.15, 0.85) * s, rng.uniform(edge + 0.05 * s, 0.9 * s), rng.uniform(0.06, 0.16) * s)
@@ -121,20 +125,60 @@ def still_life(size: int, rng: np.random.Generator) -> np.ndarray:
 
 # %% ../../nbs/33_synth.ipynb #5689cd9e
 @functools.lru_cache(maxsize=1)
-def _photo_tensors() -> list[torch.Tensor]:
-    return [TF.to_dtype(TF.to_image(im), torch.float32, scale=True) for im in bundled_photos().values()]
+def _photo_arrays() -> list[np.ndarray]:
+    "The bundled photos as uint8 RGB arrays, loaded once."
+    return [np.asarray(im.convert("RGB")) for im in bundled_photos().values()]
+
+
+def _shift_hue(x: np.ndarray, shift: float) -> np.ndarray:
+    "Rotate the hue of float RGB in [0, 1] by `shift` turns (through HSV, as torchvision's `adjust_hue`), with exactly rounded arithmetic only."
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = x.max(-1)
+    c = v - x.min(-1)
+    safe = np.where(c > 0, c, 1.0)
+    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h = np.mod(np.where(c > 0, h / 6.0, 0.0) + shift, 1.0)
+    s = np.where(v > 0, c / np.where(v > 0, v, 1.0), 0.0)
+    sector = np.floor(h * 6.0)
+    f = h * 6.0 - sector
+    sector = sector.astype(np.int64) % 6
+    p, q, t = v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))
+    table = ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))   # (r, g, b) of each hue sector
+    return np.stack([np.choose(sector, [row[ch] for row in table]) for ch in range(3)], -1)
+
+
+def _jittered_photo(photo: np.ndarray, size: int, rng: np.random.Generator, scale=(0.15, 1.0), jitter: float = 0.4,
+                    hue: float = 0.1) -> np.ndarray:
+    "A random square crop of a uint8 photo covering `scale` of its area, resized to `size` (PIL, antialiased), flipped and colour-jittered: uint8."
+    h, w = photo.shape[:2]
+    side = int(min(h, w) * np.sqrt(rng.uniform(*scale)))
+    top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+    crop = Image.fromarray(photo).resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+    x = np.asarray(crop, np.float64) / 255.0
+    if rng.random() < 0.5: x = x[:, ::-1]
+    b, c, s = rng.uniform(1 - jitter, 1 + jitter, 3)
+    x = np.clip(x * b, 0.0, 1.0)                                           # brightness
+    x = np.clip(c * x + (1 - c) * float(luma(x).mean()), 0.0, 1.0)        # contrast about the mean grey
+    x = np.clip(s * x + (1 - s) * luma(x)[..., None], 0.0, 1.0)           # saturation about each pixel's grey
+    x = _shift_hue(x, rng.uniform(-hue, hue))
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _content_kind(rng: np.random.Generator) -> str:
+    "The first draw of a content image: its kind."
+    return CONTENT_KINDS[rng.choice(3, p=[0.5, 0.25, 0.25])]
+
 
 def content_image(size: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
     "One content image and its kind, drawn from `rng`: a jittered crop of a bundled photo, a landscape or a still life."
-    kind = CONTENT_KINDS[rng.choice(3, p=[0.5, 0.25, 0.25])]
+    kind = _content_kind(rng)
     if kind == "landscape": return kind, landscape(size, rng)
     if kind == "still_life": return kind, still_life(size, rng)
-    photos = _photo_tensors()
-    crop = jittered_crop(photos[rng.integers(len(photos))], size, rng, scale=(0.15, 1.0))
-    return kind, (crop.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    photos = _photo_arrays()
+    return kind, _jittered_photo(photos[rng.integers(len(photos))], size, rng)
 
 # %% ../../nbs/33_synth.ipynb #43060adc
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 SYNTH_SETS = ("content", "painters", "textures", "portraits")
 SYNTH_SCALES = {
     "content":   {"smoke": dict(train=48, val=12, size=128),
@@ -151,88 +195,150 @@ def item_rng(seed: int, name: str, *index: int) -> np.random.Generator:
     "The generator of one item of a set: a function of (seed, set, index) alone."
     return np.random.default_rng([seed, SYNTH_SETS.index(name), *index])
 
+def _encode(image: np.ndarray, suffix: str) -> bytes:
+    "An image's bytes as a set stores it: JPEG at quality 92 for .jpg/.jpeg, else PNG."
+    buf = io.BytesIO()
+    if suffix.lower() in (".jpg", ".jpeg"): Image.fromarray(image).save(buf, "JPEG", quality=92, optimize=False)
+    else: Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
 def _save(image: np.ndarray, path: Path):
+    "Write an image's set bytes (`_encode`) to `path`."
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".jpg", ".jpeg"): Image.fromarray(image).save(path, quality=92, optimize=False)
-    else: Image.fromarray(image).save(path)
+    path.write_bytes(_encode(image, path.suffix))
+
+class SynthItem(NamedTuple):
+    "One image of a procedural set: its path in the set's folder, its split, what the set records about it, and how to draw it."
+    path: str
+    split: str
+    record: dict
+    make: Callable[[], np.ndarray]
 
 # %% ../../nbs/33_synth.ipynb #e3b16e3c
+def _content_item(seed: int, part: int, i: int, size: int) -> np.ndarray:
+    "Draw content image `i` of part 0 (train) or 1 (val)."
+    return content_image(size, item_rng(seed, "content", part, i))[1]
+
+def content_items(seed: int, train: int, val: int, size: int) -> list[SynthItem]:
+    "The content set's items: `train2014/` (split train) and `val/<kind>/` (split val), the kind read from each generator's first draw."
+    items = [SynthItem(f"train2014/COCO_train2014_{i:012d}.jpg", "train", {}, functools.partial(_content_item, seed, 0, i, size))
+             for i in range(train)]
+    for i in range(val):
+        kind = _content_kind(item_rng(seed, "content", 1, i))
+        items.append(SynthItem(f"val/{kind}/ILSVRC2012_val_{i:08d}.JPEG", "val", dict(kind=kind), functools.partial(_content_item, seed, 1, i, size)))
+    return items
+
 def write_content(root: Path, seed: int, train: int, val: int, size: int) -> int:
     "The content set in MS-COCO (`train2014/`) and ImageNet (`val/<kind>/`) layouts; returns the image count."
-    for i in range(train):
-        _, image = content_image(size, item_rng(seed, "content", 0, i))
-        _save(image, root / "train2014" / f"COCO_train2014_{i:012d}.jpg")
-    for i in range(val):
-        kind, image = content_image(size, item_rng(seed, "content", 1, i))
-        _save(image, root / "val" / kind / f"ILSVRC2012_val_{i:08d}.JPEG")
-    return train + val
+    items = content_items(seed, train, val, size)
+    for item in items: _save(item.make(), root / item.path)
+    return len(items)
 
 # %% ../../nbs/33_synth.ipynb #d0909857
+def _painter_item(seed: int, painter: dict, a: int, n: int, size: int) -> np.ndarray:
+    "Draw work `n` (by painter `a`): a content image and its painting, from one generator."
+    rng = item_rng(seed, "painters", a, n)
+    _, content = content_image(size, rng)
+    return paint(content, painter, rng)
+
+def painter_items(seed: int, artists: int, test_only: int, train_works: int, test_works: int, test_only_works: int,
+                  size: int) -> list[SynthItem]:
+    "The painters' works, numbered in order, each with its `all_data_info.csv` row; the last `test_only` painters only in test."
+    items, n = [], 0
+    for a, painter in enumerate(make_painters(artists, seed)):
+        only_test = a >= artists - test_only
+        for split, count in [("test", test_only_works)] if only_test else [("train", train_works), ("test", test_works)]:
+            for _ in range(count):
+                row = dict(artist=painter["name"], new_filename=f"{n}.jpg", in_train=split == "train",
+                           style=painter["palette_family"], genre="procedural", title=f"work {n}", date=2026)
+                items.append(SynthItem(f"{split}/{n}.jpg", split, row, functools.partial(_painter_item, seed, painter, a, n, size)))
+                n += 1
+    return items
+
 def write_painters(root: Path, seed: int, artists: int, test_only: int, train_works: int, test_works: int,
                    test_only_works: int, size: int) -> int:
     "The painters in the Painter by Numbers layout: `train/`, `test/`, `train_info.csv`, `all_data_info.csv`."
-    painters = make_painters(artists, seed)
-    rows, n = [], 0
-    for a, painter in enumerate(painters):
-        only_test = a >= artists - test_only
-        works = [("test", test_only_works)] if only_test else [("train", train_works), ("test", test_works)]
-        for split, count in works:
-            for _ in range(count):
-                rng = item_rng(seed, "painters", a, n)
-                _, content = content_image(size, rng)
-                _save(paint(content, painter, rng), root / split / f"{n}.jpg")
-                rows.append(dict(artist=painter["name"], new_filename=f"{n}.jpg", in_train=split == "train",
-                                 style=painter["palette_family"], genre="procedural", title=f"work {n}", date=2026))
-                n += 1
-    info = pd.DataFrame(rows)
+    items = painter_items(seed, artists, test_only, train_works, test_works, test_only_works, size)
+    for item in items: _save(item.make(), root / item.path)
+    info = pd.DataFrame([item.record for item in items])
     info.to_csv(root / "all_data_info.csv", index=False)
     train = info[info["in_train"]].rename(columns={"new_filename": "filename"})
     train[["filename", "artist", "title", "style", "genre", "date"]].to_csv(root / "train_info.csv", index=False)
-    (root / "painters.json").write_text(json.dumps(painters, indent=1))
-    return n
+    (root / "painters.json").write_text(json.dumps(make_painters(artists, seed), indent=1))
+    return len(items)
 
 # %% ../../nbs/33_synth.ipynb #7fb0bd86
+def _texture_item(seed: int, c: int, i: int, size: int) -> np.ndarray:
+    "Draw texture `i` of category number `c`."
+    return texture(TEXTURE_CATEGORIES[c], size, item_rng(seed, "textures", c, i))
+
+def texture_items(seed: int, per_category: int, size: int) -> list[SynthItem]:
+    "The textures, category by category, split train, val, test in turn (DTD's thirds)."
+    return [SynthItem(f"images/{category}/{category}_{i:04d}.jpg", ("train", "val", "test")[i % 3], dict(category=category),
+                      functools.partial(_texture_item, seed, c, i, size))
+            for c, category in enumerate(TEXTURE_CATEGORIES) for i in range(per_category)]
+
 def write_textures(root: Path, seed: int, per_category: int, size: int) -> int:
     "The textures in the DTD layout: `images/<category>/`, and `labels/{train,val,test}1.txt` in thirds."
+    items = texture_items(seed, per_category, size)
     splits = {"train": [], "val": [], "test": []}
-    for c, category in enumerate(TEXTURE_CATEGORIES):
-        for i in range(per_category):
-            name = f"{category}/{category}_{i:04d}.jpg"
-            _save(texture(category, size, item_rng(seed, "textures", c, i)), root / "images" / name)
-            splits[("train", "val", "test")[i % 3]].append(name)
+    for item in items:
+        _save(item.make(), root / item.path)
+        splits[item.split].append(item.path.removeprefix("images/"))
     (root / "labels").mkdir(parents=True, exist_ok=True)
     for split, names in splits.items(): (root / "labels" / f"{split}1.txt").write_text("\n".join(names) + "\n")
-    return per_category * len(TEXTURE_CATEGORIES)
+    return len(items)
 
 # %% ../../nbs/33_synth.ipynb #83647762
-def write_portraits(root: Path, seed: int, artists: int, works: int, size: int) -> int:
-    "The portraits, one folder per artist, each image with its ground-truth factors beside it and in `factors.csv`."
-    rows = []
+def portrait_items(seed: int, artists: int, works: int, size: int) -> list[SynthItem]:
+    "The portraits, artist by artist (split all), each recorded with its ground-truth style and content factors."
+    items = []
     for a in range(artists):
         artist = sample_artist(item_rng(seed, "portraits", a))
-        folder = root / f"artist_{a:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "artist.json").write_text(json.dumps(artist, indent=1))
         for i in range(works):
             rng = item_rng(seed, "portraits", a, i)
             style, content = sample_style(artist, rng), sample_content(rng)
-            _save(render_portrait(style, content, size, int(rng.integers(2**31))), folder / f"{i:04d}.png")
-            factors = dict(artist=folder.name, file=f"{folder.name}/{i:04d}.png", **style, **content)
-            (folder / f"{i:04d}.json").write_text(json.dumps(factors, indent=1))
-            rows.append(factors)
-    pd.DataFrame(rows).to_csv(root / "factors.csv", index=False)
-    return artists * works
+            path = f"artist_{a:03d}/{i:04d}.png"
+            factors = dict(artist=f"artist_{a:03d}", file=path, **style, **content)
+            items.append(SynthItem(path, "all", factors, functools.partial(render_portrait, style, content, size, int(rng.integers(2**31)))))
+    return items
+
+def write_portraits(root: Path, seed: int, artists: int, works: int, size: int) -> int:
+    "The portraits, one folder per artist, each image with its ground-truth factors beside it and in `factors.csv`."
+    for a in range(artists):
+        (root / f"artist_{a:03d}").mkdir(parents=True, exist_ok=True)
+        (root / f"artist_{a:03d}" / "artist.json").write_text(json.dumps(sample_artist(item_rng(seed, "portraits", a)), indent=1))
+    items = portrait_items(seed, artists, works, size)
+    for item in items:
+        _save(item.make(), root / item.path)
+        (root / item.path).with_suffix(".json").write_text(json.dumps(item.record, indent=1))
+    pd.DataFrame([item.record for item in items]).to_csv(root / "factors.csv", index=False)
+    return len(items)
 
 # %% ../../nbs/33_synth.ipynb #65686b27
 WRITERS = {"content": write_content, "painters": write_painters, "textures": write_textures, "portraits": write_portraits}
+ITEMS = {"content": content_items, "painters": painter_items, "textures": texture_items, "portraits": portrait_items}
 
-def synth_dataset(name: str, scale: str = "cpu", seed: int = 0, root: str | Path | None = None, force: bool = False) -> Path:
-    "The folder of the procedural set `name` at `scale` (smoke or cpu), made on first use and reused after."
+def _check_set(name: str, scale: str):
+    "Raise a ValueError naming the sets or scales if (name, scale) is not a procedural set."
     if name not in SYNTH_SETS: raise ValueError(f"no procedural set {name!r}; sets: {SYNTH_SETS}")
     if scale not in SYNTH_SCALES[name]:
         raise ValueError(f"the procedural sets exist at {list(SYNTH_SCALES[name])} scale; at {scale!r} scale read the real corpus from its folder")
+
+def synth_folder(name: str, scale: str = "cpu", seed: int = 0, root: str | Path | None = None) -> Path:
+    "Where the set `name` at `scale` lives (made or not): `<root or cache>/synth/<name>_<scale>_seed<seed>_v<SYNTH_VERSION>`."
+    _check_set(name, scale)
+    return Path(root or cache_dir() / "synth") / f"{name}_{scale}_seed{seed}_v{SYNTH_VERSION}"
+
+def synth_items(name: str, scale: str = "cpu", seed: int = 0) -> list[SynthItem]:
+    "Every image of the set `name` at `scale`, in writing order, each drawn only when its `make` is called."
+    _check_set(name, scale)
+    return ITEMS[name](seed, **SYNTH_SCALES[name][scale])
+
+def synth_dataset(name: str, scale: str = "cpu", seed: int = 0, root: str | Path | None = None, force: bool = False) -> Path:
+    "The folder of the procedural set `name` at `scale` (smoke or cpu), made on first use and reused after."
+    folder = synth_folder(name, scale, seed, root)
     sizes = SYNTH_SCALES[name][scale]
-    folder = Path(root or cache_dir() / "synth") / f"{name}_{scale}_seed{seed}_v{SYNTH_VERSION}"
     wanted = dict(name=name, scale=scale, seed=seed, version=SYNTH_VERSION, sizes=sizes)
     with exclusive(folder.with_name(f".{folder.name}.lock")):      # one maker at a time; the others then reuse its set
         manifest = folder / "manifest.json"
@@ -278,3 +384,71 @@ def portrait_gallery(n_artists: int = 8, n_contents: int = 8, size: int = 96, se
     labels = [f"artist {a}\nlines {m['line_weight']:.1f}, eyes {m['eye_size']:.2f}\nlocks {m['hair_lock_fineness']:.2f}, round {m['face_roundness']:.2f}"
               for a, m in enumerate(x["mean"] for x in artists)]
     return image_grid(images, n_artists, n_contents, labels, [f"content {c}" for c in range(n_contents)], tile=1.1)
+
+# %% ../../nbs/33_synth.ipynb #ba889daa
+SYNTH_HASHES = "data/synth_hashes.json"          # the committed manifest, relative to the checkout
+HASH_LIBRARIES = ("numpy", "scipy", "pillow", "scikit-image")   # what draws and encodes the images
+
+def _sha256(data: bytes) -> str:
+    "Hex sha256 of `data`."
+    return hashlib.sha256(data).hexdigest()
+
+def _lines_digest(digests: dict[str, str]) -> str:
+    "sha256 of the lines `<sha256>  <path>`, sorted by path."
+    return _sha256("".join(f"{d}  {p}\n" for p, d in sorted(digests.items())).encode())
+
+def _sample(items: list[SynthItem], per_split: int = 3) -> list[SynthItem]:
+    "A fixed sample: the first, middle and last item (`per_split` evenly spaced) of every split."
+    out = []
+    for split in dict.fromkeys(item.split for item in items):
+        of_split = [item for item in items if item.split == split]
+        out += [of_split[k] for k in sorted(set(np.linspace(0, len(of_split) - 1, per_split).round().astype(int).tolist()))]
+    return out
+
+def item_digest(item: SynthItem) -> str:
+    "sha256 of an item's bytes as its set stores them, drawn afresh."
+    return _sha256(_encode(item.make(), Path(item.path).suffix))
+
+def set_hashes(name: str, scale: str = "cpu", seed: int = 0, root: str | Path | None = None) -> dict:
+    "Content hashes of a set (made first if missing): per split and in all over its images, over its other files, and a sample of images."
+    folder = synth_dataset(name, scale, seed, root)
+    items = synth_items(name, scale, seed)
+    digests = {item.path: _sha256((folder / item.path).read_bytes()) for item in items}
+    others = {str(p.relative_to(folder)): _sha256(p.read_bytes()) for p in folder.rglob("*")
+              if p.is_file() and p.name != "manifest.json" and str(p.relative_to(folder)) not in digests}
+    splits = {}
+    for item in items: splits.setdefault(item.split, {})[item.path] = digests[item.path]
+    return dict(images=len(items), sha256=_lines_digest(digests),
+                splits={split: dict(images=len(d), sha256=_lines_digest(d)) for split, d in splits.items()},
+                other_files=dict(files=len(others), sha256=_lines_digest(others)),
+                sample={item.path: digests[item.path] for item in _sample(items)})
+
+def _library_versions() -> dict[str, str]:
+    "Installed versions of `HASH_LIBRARIES`."
+    from importlib.metadata import version
+    return {lib: version(lib) for lib in HASH_LIBRARIES}
+
+def hash_manifest(scales=("smoke", "cpu"), seed: int = 0) -> dict:
+    "`set_hashes` of every set at every scale (made where missing), with the synth version and library versions."
+    sets = {f"{name}_{scale}": set_hashes(name, scale, seed) for scale in scales for name in SYNTH_SETS}
+    return dict(synth_version=SYNTH_VERSION, seed=seed, libraries=_library_versions(), sets=sets)
+
+def write_hash_manifest(path: str | Path | None = None, scales=("smoke", "cpu"), seed: int = 0) -> Path:
+    "Write `hash_manifest` to `path` (default: the checkout's `data/synth_hashes.json`)."
+    path = Path(path or project_root() / SYNTH_HASHES)
+    path.write_text(json.dumps(hash_manifest(scales, seed), indent=1) + "\n")
+    return path
+
+def check_hashes(manifest: dict | str | Path | None = None) -> dict[str, dict[str, list[str]]]:
+    "Draw every sampled image of the manifest again here; returns {set: {path: [expected, got]}} for those that differ (empty: all equal)."
+    if not isinstance(manifest, dict): manifest = json.loads(Path(manifest or project_root() / SYNTH_HASHES).read_text())
+    if manifest["synth_version"] != SYNTH_VERSION:
+        raise ValueError(f"the manifest is of synth version {manifest['synth_version']}, the code of {SYNTH_VERSION}: run write_hash_manifest()")
+    bad = {}
+    for key, entry in manifest["sets"].items():
+        name, scale = key.rsplit("_", 1)
+        items = {item.path: item for item in synth_items(name, scale, manifest["seed"])}
+        for path, expected in entry["sample"].items():
+            got = item_digest(items[path])
+            if got != expected: bad.setdefault(key, {})[path] = [expected, got]
+    return bad

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .painters import hsv
+from .painters import det_exp, det_log, det_pow, det_sin, det_sincos, hsv
 
 # %% auto #0
 __all__ = ['TAU', 'SQ3', 'TEXTURE_CATEGORIES', 'texture']
@@ -28,8 +28,13 @@ def _coords(size):
 
 def _rotate(x, y, theta):
     """Rotate coordinates by ``theta`` radians."""
-    c, s = _f32(np.cos(theta)), _f32(np.sin(theta))
+    s, c = (_f32(v) for v in det_sincos(theta))
     return c * x - s * y, s * x + c * y
+
+
+def _hypot(a, b):
+    """√(a² + b²) from exactly rounded operations (the same bits on every CPU)."""
+    return np.sqrt(a * a + b * b)
 
 
 def _angle(rng, p_axis=0.5, jitter=0.1):
@@ -39,17 +44,39 @@ def _angle(rng, p_axis=0.5, jitter=0.1):
     return float(rng.uniform(0.0, np.pi))
 
 # %% ../../nbs/31_textures.ipynb #48ba2f9f
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _lattice_key(rng):
+    """One draw of ``rng``: the key of a hashed random lattice."""
+    return int(rng.integers(2 ** 63))
+
+
+def _hash_unit(key, *ints):
+    """Uniform floats in [0, 1), one per element of the broadcast integer arrays ``ints``: splitmix64's mixer
+    applied to (key, ints), so a lattice point gets the same value however many points are asked for."""
+    z = np.full(np.broadcast_shapes(*(np.shape(i) for i in ints)), key, np.uint64)
+    for i in ints:
+        z = z + _GOLDEN + np.ascontiguousarray(i, np.int64).view(np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
 def _perlin(x, y, freq, rng):
     """Gradient (Perlin-style) noise in about [-1, 1] with ``freq`` cells per image unit.
 
-    The random gradient lattice is drawn to just cover the range of the given coordinates,
-    so any (rotated, warped) coordinate arrays can be sampled without wrap-around."""
+    The gradient at lattice point (i, j) is a hash of (key, i, j), with one key drawn from ``rng``:
+    any (rotated, warped) coordinates can be sampled without wrap-around, and the draws from ``rng``
+    do not depend on their range."""
+    key = _lattice_key(rng)
     px, py = x * _f32(freq), y * _f32(freq)
     fx, fy = np.floor(px), np.floor(py)
-    x0, y0 = float(fx.min()), float(fy.min())
-    nx, ny = int(fx.max() - x0) + 2, int(fy.max() - y0) + 2
-    ang = rng.uniform(0.0, TAU, (ny, nx))
-    gx, gy = np.cos(ang).astype(_f32), np.sin(ang).astype(_f32)
+    x0, y0 = int(fx.min()), int(fy.min())
+    nx, ny = int(fx.max()) - x0 + 2, int(fy.max()) - y0 + 2
+    jj, ii = np.mgrid[y0:y0 + ny, x0:x0 + nx]
+    gy, gx = (g.astype(_f32) for g in det_sincos(TAU * _hash_unit(key, ii, jj)))
     k = ((fy - _f32(y0)) * _f32(nx - 1) + (fx - _f32(x0))).astype(np.intp)
     tx, ty = px - fx, py - fy
     tx1, ty1 = tx - _f32(1), ty - _f32(1)
@@ -92,19 +119,23 @@ def _warp(x, y, rng, amp, freq, octaves=3):
 def _points(x, y, cell, rng, jitter=1.0, quad=False):
     """Jittered-grid feature points (one per cell of side ``cell``).
 
-    Returns (table size, list of (key, dx, dy)) over the neighbouring cells, where
-    (dx, dy) = point - pixel in image units and ``key`` indexes per-point attribute tables.
-    ``quad=True`` visits only the 2x2 nearest cells: exact for features whose reach from
+    Returns (cells, list of (key, dx, dy)) over the neighbouring cells, where (dx, dy) = point - pixel
+    in image units, ``key`` indexes the table of cells, and ``cells`` = (lattice key, cell columns, cell
+    rows) gives per-point attributes through `_cell_random` and `_cell_normal` (streams 0 and 1 are the
+    position). ``quad=True`` visits only the 2x2 nearest cells: exact for features whose reach from
     their point plus jitter/2 stays below one cell."""
+    lattice = _lattice_key(rng)
     gx, gy = x / _f32(cell), y / _f32(cell)
     if quad:
         bx, by, offs = np.floor(gx - _f32(0.5)), np.floor(gy - _f32(0.5)), (0, 1)
     else:
         bx, by, offs = np.floor(gx), np.floor(gy), (-1, 0, 1)
-    x0, y0 = float(bx.min()) - 1, float(by.min()) - 1
-    nx, ny = int(bx.max() - x0) + 3, int(by.max() - y0) + 3
-    ptx = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(_f32)
-    pty = rng.uniform(0.5 - jitter / 2, 0.5 + jitter / 2, nx * ny).astype(_f32)
+    x0, y0 = int(bx.min()) - 1, int(by.min()) - 1
+    nx, ny = int(bx.max()) - x0 + 3, int(by.max()) - y0 + 3
+    jj, ii = np.mgrid[y0:y0 + ny, x0:x0 + nx]
+    cells = (lattice, ii.ravel(), jj.ravel())
+    ptx = (0.5 - jitter / 2 + jitter * _cell_random(cells, 0)).astype(_f32)
+    pty = (0.5 - jitter / 2 + jitter * _cell_random(cells, 1)).astype(_f32)
     fx, fy = gx - bx, gy - by
     kb = ((by - _f32(y0)) * _f32(nx) + (bx - _f32(x0))).astype(np.intp)
     out = []
@@ -112,12 +143,23 @@ def _points(x, y, cell, rng, jitter=1.0, quad=False):
         for di in offs:
             k = kb + (dj * nx + di)
             out.append((k, (ptx.take(k) + _f32(di) - fx) * _f32(cell), (pty.take(k) + _f32(dj) - fy) * _f32(cell)))
-    return nx * ny, out
+    return cells, out
+
+
+def _cell_random(cells, stream):
+    """One uniform float in [0, 1) per cell of ``cells`` (from `_points`), a hash of the cell and ``stream``."""
+    return _hash_unit(*cells, stream)
+
+
+def _cell_normal(cells, stream):
+    """One standard normal per cell of ``cells`` (Box–Muller on two hashed uniforms)."""
+    u1, u2 = _hash_unit(*cells, stream, 0), _hash_unit(*cells, stream, 1)
+    return np.sqrt(-2.0 * det_log(1.0 - u1)) * det_sincos(TAU * u2)[1]
 
 
 def _worley(x, y, cell, rng, jitter=1.0):
-    """Cellular noise: distances to nearest (f1) and second nearest (f2) points, key of nearest."""
-    nkeys, pts = _points(x, y, cell, rng, jitter)
+    """Cellular noise: distances to nearest (f1) and second nearest (f2) points, key of nearest, and the cells."""
+    cells, pts = _points(x, y, cell, rng, jitter)
     f1 = np.full(x.shape, np.inf, _f32)
     f2 = np.full(x.shape, np.inf, _f32)
     key = np.zeros(x.shape, np.intp)
@@ -126,7 +168,7 @@ def _worley(x, y, cell, rng, jitter=1.0):
         key = np.where(d < f1, k, key)
         f2 = np.minimum(f2, np.maximum(d, f1))
         f1 = np.minimum(f1, d)
-    return np.sqrt(f1), np.sqrt(f2), key, nkeys
+    return np.sqrt(f1), np.sqrt(f2), key, cells
 
 # %% ../../nbs/31_textures.ipynb #d6d6e85f
 def _cover(sd, px):
@@ -243,7 +285,8 @@ def _zigzagged(x, y, px, rng):
     q = u / _f32(lam)
     tri = np.abs(q - np.floor(q) - _f32(0.5)) * _f32(2.0)
     t = (v + _f32(amp) * tri) / _f32(period)
-    perp = period / np.sqrt(1.0 + (2 * amp / (lam / 2)) ** 2 / 4)   # t-units -> distance
+    slope = 2 * amp / (lam / 2)
+    perp = period / np.sqrt(1.0 + slope * slope / 4)   # t-units -> distance
     pal = _palette(rng, 3)
     if rng.random() < 0.55:
         ncol = int(rng.integers(2, 4))
@@ -270,7 +313,7 @@ def _stratified(x, y, px, rng):
     v = v + _f32(rng.uniform(0.0, 0.12)) * _fbm(u, v, rng.uniform(0.5, 1.5), rng, 2)
     v = v + _f32(rng.uniform(0.0, 0.01)) * _perlin(u, v, 8.0, rng)
     mean_w = rng.uniform(0.015, 0.05)
-    w = mean_w * np.exp(rng.normal(0, 0.6, 200))
+    w = mean_w * det_exp(rng.normal(0, 0.6, 200))
     edges = (np.cumsum(w) - 0.85 - rng.uniform(0, 0.2)).astype(_f32)
     k = np.searchsorted(edges, v)
     hue = rng.uniform(0.02, 0.14) if rng.random() < 0.75 else rng.random()
@@ -305,7 +348,7 @@ def _grid(x, y, px, rng):
     u, v = _rotate(x, y, _angle(rng, 0.75, 0.06))
     sx = rng.uniform(0.05, 0.16)
     sy = sx if rng.random() < 0.6 else sx * rng.uniform(0.6, 1.6)
-    width = px * max(1.0, rng.uniform(1.0, 3.0) * (px * 256) ** -0.5) + sx * rng.uniform(0.0, 0.04)
+    width = px * max(1.0, rng.uniform(1.0, 3.0) / float(np.sqrt(px * 256))) + sx * rng.uniform(0.0, 0.04)
     u, v = _warp(u, v, rng, sx * rng.uniform(0.0, 0.06), 2.0, 2)
     m = np.maximum(_lines(u / _f32(sx), width, sx, px), _lines(v / _f32(sy), width, sy, px))
     pal = _palette(rng, 3, sat=rng.uniform(0.0, 0.5))
@@ -341,16 +384,16 @@ def _crosshatched(x, y, px, rng):
         fw = rng.uniform(3, 7)
         t = t + _f32(rng.uniform(0.05, 0.12)) * _perlin(t / _f32(fw), v, fw, rng)   # each line wobbles
         k = np.floor(t + _f32(0.5))
-        k0 = float(k.min())
+        k0 = int(k.min())
         kk = (k - _f32(k0)).astype(np.intp)
-        nl = int(k.max() - k0) + 1
-        jit = rng.normal(0, 0.07, nl).astype(_f32)
-        wid = (base_w * rng.uniform(0.75, 1.25, nl)).astype(_f32)
+        lines = (_lattice_key(rng), np.arange(k0, int(k.max()) + 1), 0)     # each line's own values, hashed by its number
+        jit = (0.07 * _cell_normal(lines, 0)).astype(_f32)
+        wid = (base_w * (0.75 + 0.5 * _cell_random(lines, 1))).astype(_f32)
         d = np.abs(t - k - jit.take(kk)) * _f32(spacing)
         cov = _cover(d - wid.take(kk) / 2, px)
         f = rng.uniform(3, 8)
         along = _perlin(t / _f32(f), v, f, rng)                       # pressure varies along each line
-        dens = np.clip(rng.uniform(0.6, 1.1, nl).astype(_f32).take(kk) + _f32(0.6) * along, 0.0, 1)
+        dens = np.clip((0.6 + 0.5 * _cell_random(lines, 2)).astype(_f32).take(kk) + _f32(0.6) * along, 0.0, 1)
         img = img * (1 - (cov * dens)[..., None] * ink_ratio)
     return img
 
@@ -407,10 +450,10 @@ def _woven(x, y, px, rng):
     ph = np.sqrt(np.clip(1 - (dh / _f32(half)) ** 2, 0, 1))
     pv = np.sqrt(np.clip(1 - (dv / _f32(half)) ** 2, 0, 1))
     nfib = rng.uniform(3, 8)
-    fib_h = _f32(1.0) + _f32(0.07) * np.sin(_f32(TAU * nfib) * fv + _f32(3.0) * _perlin(u, v, 1.0 / s, rng))
-    fib_v = _f32(1.0) + _f32(0.07) * np.sin(_f32(TAU * nfib) * fu)
-    sh_h = (_f32(0.5) + _f32(0.5) * ph) * (_f32(0.78) + _f32(0.22) * np.sin(_f32(np.pi) * fu)) * fib_h
-    sh_v = (_f32(0.5) + _f32(0.5) * pv) * (_f32(0.78) + _f32(0.22) * np.sin(_f32(np.pi) * fv)) * fib_v
+    fib_h = _f32(1.0) + _f32(0.07) * det_sin(_f32(TAU * nfib) * fv + _f32(3.0) * _perlin(u, v, 1.0 / s, rng))
+    fib_v = _f32(1.0) + _f32(0.07) * det_sin(_f32(TAU * nfib) * fu)
+    sh_h = (_f32(0.5) + _f32(0.5) * ph) * (_f32(0.78) + _f32(0.22) * det_sin(_f32(np.pi) * fu)) * fib_h
+    sh_v = (_f32(0.5) + _f32(0.5) * pv) * (_f32(0.78) + _f32(0.22) * det_sin(_f32(np.pi) * fv)) * fib_v
     pal = _palette(rng, 3, contrast=rng.uniform(0.2, 0.7))
     col_h = pal[2]
     col_v = pal[2] if rng.random() < 0.4 else pal[1]
@@ -433,10 +476,10 @@ def _dotted(x, y, px, rng):
     cell = rng.uniform(0.035, 0.065)
     rad = cell * rng.uniform(0.17, 0.3)
     wobble = _fbm(x, y, 1.0 / cell * rng.uniform(1.0, 2.0), rng, 2) * _f32(rad * rng.uniform(0.1, 0.45))
-    nk, pts = _points(x, y, cell, rng, 1.0, quad=True)
-    radii = np.minimum(rad * np.exp(rng.normal(0, 0.3, nk)), cell * 0.45)
-    radii = (radii * (rng.random(nk) > rng.uniform(0.0, 0.35))).astype(_f32)
-    which = (rng.random(nk) < (0.5 if rng.random() < 0.3 else 0.0)).astype(np.intp)
+    cells, pts = _points(x, y, cell, rng, 1.0, quad=True)
+    radii = np.minimum(rad * det_exp(0.3 * _cell_normal(cells, 2)), cell * 0.45)
+    radii = (radii * (_cell_random(cells, 3) > rng.uniform(0.0, 0.35))).astype(_f32)
+    which = (_cell_random(cells, 4) < (0.5 if rng.random() < 0.3 else 0.0)).astype(np.intp)
     best = np.zeros(x.shape, _f32)
     idx = np.zeros(x.shape, np.intp)
     for k, dx, dy in pts:
@@ -458,12 +501,12 @@ def _polka_dotted(x, y, px, rng):
     u, v = _warp(u, v, rng, s * rng.uniform(0.0, 0.15), rng.uniform(1.0, 2.0), 2)
     if rng.random() < 0.5:
         du, dv = u / _f32(s), v / _f32(s)
-        d = np.hypot(du - np.round(du), dv - np.round(dv)) * _f32(s)
+        d = _hypot(du - np.round(du), dv - np.round(dv)) * _f32(s)
     else:                                             # staggered (hexagonal) packing
         hs = s * SQ3
-        da = np.hypot(u - np.round(u / _f32(s)) * _f32(s), v - np.round(v / _f32(hs)) * _f32(hs))
+        da = _hypot(u - np.round(u / _f32(s)) * _f32(s), v - np.round(v / _f32(hs)) * _f32(hs))
         ub, vb = u - _f32(s / 2), v - _f32(hs / 2)
-        db = np.hypot(ub - np.round(ub / _f32(s)) * _f32(s), vb - np.round(vb / _f32(hs)) * _f32(hs))
+        db = _hypot(ub - np.round(ub / _f32(s)) * _f32(s), vb - np.round(vb / _f32(hs)) * _f32(hs))
         d = np.minimum(da, db)
     r = s * rng.uniform(0.2, 0.36)
     pal = _palette(rng, 2, contrast=rng.uniform(0.45, 0.9))
@@ -487,11 +530,10 @@ def _sprinkled(x, y, px, rng):
     shade = np.ones(x.shape, _f32)
     idx = np.zeros(x.shape, np.intp)
     for _ in range(2):
-        nk, pts = _points(x, y, cell, rng, 0.7, quad=True)
-        ang = rng.uniform(0, TAU, nk)
-        ca, sa = np.cos(ang).astype(_f32), np.sin(ang).astype(_f32)
-        ci = rng.integers(0, ncol, nk)
-        present = (rng.random(nk) < rng.uniform(0.6, 1.0)).astype(_f32)
+        cells, pts = _points(x, y, cell, rng, 0.7, quad=True)
+        sa, ca = (v.astype(_f32) for v in det_sincos(TAU * _cell_random(cells, 2)))
+        ci = np.minimum((_cell_random(cells, 3) * ncol).astype(np.intp), ncol - 1)
+        present = (_cell_random(cells, 4) < rng.uniform(0.6, 1.0)).astype(_f32)
         for k, dx, dy in pts:
             c, s = ca.take(k), sa.take(k)
             along = np.clip(dx * c + dy * s, _f32(-half_len), _f32(half_len))
@@ -514,8 +556,8 @@ def _bubbly(x, y, px, rng):
     spec_a = np.zeros(x.shape, _f32)
     big = rng.uniform(0.15, 0.3)
     for cell, p in ((big, rng.uniform(0.5, 1.0)), (big * rng.uniform(0.4, 0.6), rng.uniform(0.3, 0.9))):
-        nk, pts = _points(x, y, cell, rng, 0.8, quad=True)
-        radii = (cell * rng.uniform(0.2, 0.5, nk) * (rng.random(nk) < p) + 1e-6).astype(_f32)
+        cells, pts = _points(x, y, cell, rng, 0.8, quad=True)
+        radii = (cell * (0.2 + 0.3 * _cell_random(cells, 2)) * (_cell_random(cells, 3) < p) + 1e-6).astype(_f32)
         for k, dx, dy in pts:
             r = radii.take(k)
             d = np.sqrt(dx * dx + dy * dy)
@@ -559,8 +601,9 @@ def _honeycombed(x, y, px, rng):
         deep = np.array(hsv(hue + rng.normal(0, 0.03), rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.45)), _f32)
         depth = np.clip((e - _f32(wall / 2)) / _f32(a - wall / 2), 0, 1)
         la = rng.uniform(0, TAU)
-        side = (_f32(np.cos(la)) * lx + _f32(np.sin(la)) * ly) / _f32(a)
-        inner = _mix(wallc * _f32(0.7), deep, depth ** _f32(0.35))
+        sin_la, cos_la = det_sincos(la)
+        side = (_f32(cos_la) * lx + _f32(sin_la) * ly) / _f32(a)
+        inner = _mix(wallc * _f32(0.7), deep, det_pow(depth, 0.35))
         inner = inner * (_f32(1.0) + _f32(0.35) * side * (1 - depth) + tone)[..., None]
         img = _mix(inner, wallc, _cover(e - _f32(wall / 2), px))
     else:                                                               # hexagonal tiles
@@ -608,17 +651,17 @@ def _cracked(x, y, px, rng):
     cell = rng.uniform(0.1, 0.28)
     pal = _palette(rng, 3, contrast=rng.uniform(0.25, 0.6), sat=rng.uniform(0.05, 0.6))
     xw, yw = _warp(x, y, rng, cell * rng.uniform(0.15, 0.35), 1.0 / cell * 0.8, 2)
-    f1, f2, key, nk = _worley(xw, yw, cell, rng, 1.0)
+    f1, f2, key, cells = _worley(xw, yw, cell, rng, 1.0)
     e = (f2 - f1) * _f32(0.5)
     wvar = _f32(0.6) + _f32(0.8) * np.abs(_perlin(x, y, 1.0 / cell * 2, rng))
-    width = _f32(px * rng.uniform(1.0, 2.8) * (size / 256) ** 0.5) * wvar
+    width = _f32(px * rng.uniform(1.0, 2.8) * np.sqrt(size / 256)) * wvar
     crack = _cover(e - width / 2, px)
     g1, g2, _, _ = _worley(xw, yw, cell / rng.uniform(2.2, 3.5), rng, 1.0)
     mask = _smooth(-0.1, 0.3, _perlin(x, y, 1.0 / cell, rng))
     crack2 = _cover((g2 - g1) * _f32(0.5) - _f32(px * 0.5), px) * mask * _f32(rng.uniform(0.5, 0.9))
-    tone = (rng.uniform(-1, 1, nk) * rng.uniform(0.02, 0.08)).astype(_f32)[key]
+    tone = ((2 * _cell_random(cells, 2) - 1) * rng.uniform(0.02, 0.08)).astype(_f32)[key]
     base = _ramp(pal[1:], _f32(0.5) + _f32(0.5) * _fbm(x, y, rng.uniform(3, 8), rng, 2))
-    shade = _f32(1.0) + tone - _f32(0.25) * np.exp(-e / _f32(px * 4 + cell * 0.02))
+    shade = _f32(1.0) + tone - _f32(0.25) * det_exp(-e / _f32(px * 4 + cell * 0.02))
     img = base * (shade * _grain_tex(x, y, rng, rng.uniform(0.04, 0.12)))[..., None]
     img = _mix(img, pal[0] * _f32(0.5), np.maximum(crack, crack2))
     return img
@@ -632,17 +675,18 @@ def _swirly(x, y, px, rng):
         rad = rng.uniform(0.12, 0.35)
         strength = rng.choice([-1.0, 1.0]) * rng.uniform(2.5, 6.0)
         dx, dy = u - _f32(cx), v - _f32(cy)
-        ang = _f32(strength) * np.exp(-(dx * dx + dy * dy) / _f32(rad * rad))
-        c, s = np.cos(ang), np.sin(ang)
+        ang = _f32(strength) * det_exp(-(dx * dx + dy * dy) / _f32(rad * rad))
+        s, c = det_sincos(ang)
         u, v = _f32(cx) + c * dx - s * dy, _f32(cy) + s * dx + c * dy
     period = rng.uniform(0.05, 0.11)
     th = rng.uniform(0, np.pi)
-    t = (_f32(np.cos(th)) * u + _f32(np.sin(th)) * v) / _f32(period)
+    sin_th, cos_th = det_sincos(th)
+    t = (_f32(cos_th) * u + _f32(sin_th) * v) / _f32(period)
     gy, gx = np.gradient(t)
     fade = np.clip(_f32(1.6) - _f32(4.0) * np.sqrt(gx * gx + gy * gy), 0, 1)[..., None]   # anti-moire
     pal = _palette(rng, 3)
     if rng.random() < 0.5:
-        m = _f32(0.5) + _f32(0.5) * np.sin(_f32(TAU) * t)
+        m = _f32(0.5) + _f32(0.5) * det_sin(_f32(TAU) * t)
         m = _smooth(0.5 - 0.5 * rng.uniform(0.2, 1.0), 0.5 + 0.5 * rng.uniform(0.2, 1.0), m)
         img, mean = _mix(pal[0], pal[2], m), (pal[0] + pal[2]) / 2
     else:
@@ -661,13 +705,13 @@ def _marbled(x, y, px, rng):
     r = _fbm(u + _f32(A) * qx, v + _f32(A) * qy, f0 * rng.uniform(0.8, 1.5), rng, 3)
     period = rng.uniform(0.15, 0.35)
     t = (u + _f32(rng.uniform(0.4, 1.0)) * r + _f32(0.3) * qx) / _f32(period)
-    s = _f32(0.5) + _f32(0.5) * np.sin(_f32(TAU) * t)
+    s = _f32(0.5) + _f32(0.5) * det_sin(_f32(TAU) * t)
     pal = _palette(rng, 3, contrast=rng.uniform(0.3, 0.8))
     if rng.random() < 0.5:
         pal = pal[::-1]
     img = _ramp(pal, s * s)
     d = np.abs(t - np.round(t))
-    vein = np.exp(-(d / _f32(rng.uniform(0.015, 0.05))) ** 2)
+    vein = det_exp(-(d / _f32(rng.uniform(0.015, 0.05))) ** 2)
     img = _mix(img, pal[0] * _f32(0.6), vein * _f32(rng.uniform(0.3, 0.9)))
     return img * _grain_tex(x, y, rng, rng.uniform(0.0, 0.05))[..., None]
 
@@ -707,9 +751,10 @@ def _veined_leaf(x, y, px, rng):
     au = np.abs(u)
     alpha = rng.uniform(0.6, 1.05)
     sp = rng.uniform(0.07, 0.15)
-    t = (v - _f32(1.0 / np.tan(alpha)) * au ** _f32(0.85)) / _f32(sp)
+    sin_a, cos_a = det_sincos(alpha)
+    t = (v - _f32(cos_a / sin_a) * det_pow(au, 0.85)) / _f32(sp)
     t = t + _f32(0.15) * _perlin(u, v, 3.0, rng)
-    d_sec = np.abs(t - np.round(t)) * _f32(sp * np.sin(alpha))
+    d_sec = np.abs(t - np.round(t)) * _f32(sp * sin_a)
     w0 = rng.uniform(0.006, 0.012) + px
     w_sec = np.maximum(_f32(w0) * (1 - au * _f32(1.3)), _f32(px * 0.8))
     sec = _cover(d_sec - w_sec / 2, px)
@@ -750,7 +795,8 @@ def _wrinkled(x, y, px, rng):
     depth = _f32(rng.uniform(0.06, 0.1) * size)
     nx, ny = -gx * depth, -gy * depth
     la, el = rng.uniform(0, TAU), rng.uniform(0.5, 1.0)
-    lx, ly, lz = np.cos(la) * np.sin(el), np.sin(la) * np.sin(el), np.cos(el)
+    (sin_la, cos_la), (sin_el, cos_el) = det_sincos(la), det_sincos(el)
+    lx, ly, lz = cos_la * sin_el, sin_la * sin_el, cos_el
     shade = (nx * _f32(lx) + ny * _f32(ly) + _f32(lz)) / np.sqrt(nx * nx + ny * ny + 1)
     colour = _palette(rng, 2, contrast=0.3)[1]
     return colour * (_f32(0.25) + _f32(0.85) * np.clip(shade, 0, 1))[..., None]
@@ -759,13 +805,13 @@ def _wrinkled(x, y, px, rng):
 def _finish(img, x, y, rng, blur=1.0, grain=1.0):
     """Photographic finish: lighting gradient + blotches, slight blur, sensor grain, uint8."""
     size = img.shape[0]
-    a = rng.uniform(0.0, TAU)
+    sin_a, cos_a = det_sincos(rng.uniform(0.0, TAU))
     light = (_f32(1.0)
-             + _f32(rng.uniform(0.03, 0.18)) * (_f32(np.cos(a)) * x + _f32(np.sin(a)) * y)
+             + _f32(rng.uniform(0.03, 0.18)) * (_f32(cos_a) * x + _f32(sin_a) * y)
              + _f32(rng.uniform(0.01, 0.05)) * _perlin(x, y, rng.uniform(0.8, 2.0), rng)
              - _f32(rng.uniform(0.0, 0.25)) * (x * x + y * y))
     img = img * light[..., None]
-    sigma = blur * rng.uniform(0.3, 0.8) * (size / 256) ** 0.5
+    sigma = blur * rng.uniform(0.3, 0.8) * np.sqrt(size / 256)
     if sigma > 0.05:
         img = ndimage.gaussian_filter(img, sigma=(sigma, sigma, 0), truncate=3.0)
     g = grain * rng.uniform(0.004, 0.022)
