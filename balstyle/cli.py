@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import parse_setting
+from .core import bf16_autocast, parse_setting
 from .data import load_image, to_tensor_transform
 from .loop import read_run
 from .runner import SCALES, STUDIES, reproduce, study_status
@@ -57,12 +57,12 @@ def encoder_warning(method: str, weights: dict | None) -> str | None:
 # %% ../nbs/05_cli.ipynb #da121c90
 def stylize_files(content: str, styles: list[str], output: str, method: str = "adain", weights: dict | None = None,
                   alpha: float = 1.0, style_weights: list[float] | None = None, size: int | None = 512,
-                  preserve_colour: bool = False, device: str = "cpu") -> Path:
-    "Stylise the image file `content` with the style files `styles` and save the pastiche at `output`."
+                  preserve_colour: bool = False, device: str = "cpu", bf16: bool = True) -> Path:
+    "Stylise the image file `content` with the style files `styles` and save the pastiche at `output` (bf16 where the hardware has it)."
     to_tensor = to_tensor_transform(size, crop=False)
     model = build_model(method, weights).to(device)
     image = lambda path: to_tensor(load_image(path)).unsqueeze(0).to(device)
-    pastiche = model.stylize(image(content), [image(s) for s in styles], style_weights, alpha, preserve_colour)
+    with bf16_autocast(device, bf16): pastiche = model.stylize(image(content), [image(s) for s in styles], style_weights, alpha, preserve_colour).float()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((pastiche[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)).save(output)
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sty.add_argument("--size", type=int, default=512, help="shorter side of the content and style images (0: as they are)")
     sty.add_argument("--preserve-colour", action="store_true")
     sty.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    sty.add_argument("--no-bf16", dest="bf16", action="store_false", help="float32 throughout (default: bf16 autocast where the hardware has it)")
     return parser
 
 def data_command(args) -> int:
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if warning: print(warning, file=sys.stderr)
         try:
             out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights),
-                                args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device)
+                                args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device, args.bf16)
         except (ValueError, OSError) as e:
             print(f"balstyle stylize: error: {e}", file=sys.stderr)
             return 2
