@@ -38,7 +38,7 @@ __all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', '
            'STYLE_AUGMENTATION', 'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches',
            'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares',
            'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state',
-           'saved_state', 'identity_transform', 'train', 'precision_used', 'torch_threads', 'Run', 'build_run',
+           'saved_state', 'identity_transform', 'train', 'precision_used', 'reproducible', 'Run', 'build_run',
            'run_steps', 'train_config', 'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments',
            'train_command', 'main']
 
@@ -362,12 +362,15 @@ def precision_used(config: RunConfig, device: torch.device) -> str:
     return "fp32" + (f" (bf16 asked for, but {device.type} has no native bf16)" if config.precision == "bf16" else "")
 
 @contextmanager
-def torch_threads(threads: int | None):
-    "Run the block with `threads` CPU threads for torch (None: leave them), restoring the count after."
-    before = torch.get_num_threads()
+def reproducible(threads: int | None):
+    "Run the block with `threads` CPU threads (None: leave them) and torch's deterministic algorithms (a warning where one has none), restoring both after."
+    before, strict, warn = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if threads: torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try: yield
-    finally: torch.set_num_threads(before)
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(strict, warn_only=warn)
 
 @dataclass
 class Run:
@@ -475,7 +478,7 @@ def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bo
     if resume and TrainingLoop.finished(folder, config.settings()):
         log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
         return folder
-    with torch_threads(config.threads):
+    with reproducible(config.threads):
         run = build_run(config, folder, resume=resume, device=device, workers=workers, progress=progress, rank=rank, world=world)
         run_steps(run, compile=compile, workers=workers, progress=progress, stop_at=stop_at)
     if world > 1: dist.barrier()
