@@ -25,8 +25,8 @@ from .core import figures_dir, get_logger, project_root
 log = get_logger("runner")
 
 # %% auto #0
-__all__ = ['log', 'SCALES', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index', 'Outcome',
-           'run_notebook', 'runs_dir', 'reproduce', 'study_status']
+__all__ = ['log', 'SCALES', 'ZOO_SEEDS', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index',
+           'Outcome', 'run_notebook', 'runs_dir', 'reproduce', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -50,8 +50,10 @@ def studies_dir() -> Path: return project_root() / "nbs" / "studies"
 _STUDY3_COMMON = dict(arch="vgg16", seed=0)
 _EVAL = dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None, eval_content_data=None, texture_data=None,
              official={}, seed=0)                 # paper A's evaluation studies: the zoo on the held-out pairs (balstyle.transfer.evaluation)
-_eval = lambda **extra: {"smoke": dict(_EVAL, loss_weights="default", **extra), "cpu": dict(_EVAL, loss_weights="default", **extra),
-                         "paper": dict(_EVAL, loss_weights="imagenet", **extra)}
+ZOO_SEEDS = {"smoke": [0, 1], "cpu": [0, 1], "paper": [0]}   # the zoo's training seeds: two show how far runs of one recipe differ
+_eval = lambda **extra: {"smoke": dict(_EVAL, loss_weights="default", seeds=ZOO_SEEDS["smoke"], **extra),
+                         "cpu": dict(_EVAL, loss_weights="default", seeds=ZOO_SEEDS["cpu"], **extra),
+                         "paper": dict(_EVAL, loss_weights="imagenet", seeds=ZOO_SEEDS["paper"], **extra)}
 _SPACE = dict(data=None, seed=0)                          # paper B: the procedural portraits unless `data` names a folder of faces
 _space = lambda **sizes: {"smoke": dict(_SPACE, **{k: v[0] for k, v in sizes.items()}),
                           "cpu": dict(_SPACE, **{k: v[1] for k, v in sizes.items()}), "paper": dict(_SPACE, **{k: v[1] for k, v in sizes.items()})}
@@ -74,11 +76,11 @@ STUDIES = {s.name: s for s in [
           "Paper A, Table 4: the 1P models (every method × classic/balanced loss; `methods=None`: all) trained or reused, a manifest, a stylisation grid",
           presets={
               "smoke": dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None,
-                            loss_weights="default", official={}, grid_pairs=3, grid_size=64, seed=0),
+                            loss_weights="default", official={}, grid_pairs=3, grid_size=64, seed=0, seeds=ZOO_SEEDS["smoke"]),
               "cpu": dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None,
-                          loss_weights="default", official={}, grid_pairs=4, grid_size=128, seed=0),
+                          loss_weights="default", official={}, grid_pairs=4, grid_size=128, seed=0, seeds=ZOO_SEEDS["cpu"]),
               "paper": dict(methods=None, losses=["classic", "balanced"], content_data=None, style_data=None,
-                            loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0),
+                            loss_weights="imagenet", official={}, grid_pairs=4, grid_size=256, seed=0, seeds=ZOO_SEEDS["paper"]),
           }),
     Study("study1", "study1_fig2_classic_distribution.ipynb",
           "Paper A, Study I (Figure 2): the classic style loss of every model's pastiches of unseen texture pairs, with pastiches at its quantiles",

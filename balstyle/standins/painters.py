@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['FAMILIES', 'ORIENTATIONS', 'OUTLINES', 'TEXTURES', 'CONTINUOUS_AXES', 'REF_SIZE', 'SUPERSAMPLE', 'ANGLE_LEVELS',
-           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'det_exp', 'det_log', 'det_pow', 'det_sincos', 'det_sin',
-           'det_cos', 'det_atan2', 'det_tanh', 'luma', 'hsv', 'sample_painter', 'make_painters', 'paint']
+           'HEIGHT_LEVELS', 'HALF_STEPS', 'LUMA', 'LIGHT', 'FOCUS_BLUR', 'FOCUS_SHARPEN', 'HATCH_PERIOD', 'det_exp',
+           'det_log', 'det_pow', 'det_sincos', 'det_sin', 'det_cos', 'det_atan2', 'det_tanh', 'luma', 'hsv',
+           'sample_painter', 'make_painters', 'paint']
 
 # %% ../../nbs/30_painters.ipynb #52ef718b
 import colorsys
@@ -18,10 +19,10 @@ from scipy import ndimage
 # %% ../../nbs/30_painters.ipynb #da4180f4
 FAMILIES = ("warm", "cool", "earth", "pastel", "vivid", "monochrome")
 ORIENTATIONS = ("edges", "fixed", "random")
-OUTLINES = ("none", "dark", "colour")
+OUTLINES = ("none", "dark", "colour", "hatch")
 TEXTURES = ("canvas", "paper", "none")
 CONTINUOUS_AXES = ("hue", "stroke_size", "stroke_length", "curvature", "abstraction",
-                   "contrast", "saturation", "texture_strength", "outline_weight")
+                   "contrast", "saturation", "texture_strength", "outline_weight", "focus")
 
 REF_SIZE = 256.0          # style parameters are defined for a 256-px image
 SUPERSAMPLE = 2           # strokes are rasterised at this factor, then box-filtered
@@ -30,6 +31,9 @@ HEIGHT_LEVELS = 8         # stroke paint height stored in the alpha byte (3 bits
 HALF_STEPS = 3            # centre-line points on each side of a stroke centre
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 LIGHT = (-0.6, -0.8)      # impasto light direction (x, y), from the upper left
+FOCUS_BLUR = 12.0         # soft focus: the blur σ (px at 256) of focus −1
+FOCUS_SHARPEN = 3.0       # crisp focus: the unsharp-mask amount of focus +1
+HATCH_PERIOD = (10.0, 5.0) # an engraver's line spacing (px at 256) at outline_weight 0 and 1
 
 # %% ../../nbs/30_painters.ipynb #3461fe1e
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10     # ln 2 in two parts (fdlibm): k * _LN2_HI is exact
@@ -216,9 +220,9 @@ def _outline_colour(palette, kind):
     return [int(0.35 * c) for c in darkest]
 
 
-def _ground(rng, palette):
-    """Canvas ground: white-ish primer or a toned ground taken from the palette."""
-    if rng.uniform() < 0.5:
+def _ground(rng, palette, primed=False):
+    """Canvas ground: white-ish primer (always for an engraver's paper) or a toned ground taken from the palette."""
+    if rng.uniform() < 0.5 or primed:
         return [int(v) for v in rng.integers(228, 250, 3)]
     tone = palette[int(rng.integers(len(palette)))]
     return [int(0.6 * c + 0.4 * 110) for c in tone]
@@ -236,7 +240,7 @@ def _build_painter(rng, family, orientation, outline, texture, u):
         "palette_strength": float(rng.uniform(0.6, 0.95)),
         "palette_mix": float(rng.uniform(mix_lo, mix_hi)),
         "keep_luminance": float(rng.uniform(0.4, 0.8)),
-        "ground": _ground(rng, palette),
+        "ground": _ground(rng, palette, primed=outline == "hatch"),
         "stroke_size": lerp(0.02, 0.07, u["stroke_size"]),
         "stroke_length": lerp(1.0, 3.0 if orientation == "random" else 5.0, u["stroke_length"]),
         "curvature": lerp(0.0, 1.0, u["curvature"]),
@@ -258,6 +262,7 @@ def _build_painter(rng, family, orientation, outline, texture, u):
         "bristle": float(rng.uniform(0.2, 1.0)),
         "contrast": lerp(0.8, 1.5, u["contrast"]),
         "saturation": lerp(*_FAMILY_SAT[family], u["saturation"]),
+        "focus": lerp(-1.0, 1.0, u["focus"]),
     }
 
 # %% ../../nbs/30_painters.ipynb #2e65dcaa
@@ -621,6 +626,26 @@ def _outline_mask(target, weight, scale, rng):
     wobble = _smooth_noise(lum.shape, 3.0 * scale, rng)
     return mask * np.clip(0.75 + 0.35 * wobble, 0.0, 1.0)
 
+# %% ../../nbs/30_painters.ipynb #f015e170
+def _hatch_mask(lum, weight, angle, scale):
+    """Engraved lines over luma `lum`: parallel hatching as wide as the tone is dark, cross-hatched in the shadows."""
+    h, w = lum.shape
+    period = scale * (HATCH_PERIOD[0] + (HATCH_PERIOD[1] - HATCH_PERIOD[0]) * weight)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dark = np.clip(1.0 - lum, 0.1, 0.9)
+    mask = np.zeros((h, w))
+    for turn, cover in ((0.0, dark), (1.2, 0.6 * np.clip(2.0 * dark - 1.0, 0.0, 1.0))):
+        s, c = det_sincos(np.float64(angle + turn))
+        offset = np.abs(np.mod((xx * c + yy * s) / period, 1.0) - 0.5) * period    # distance to the nearest line's axis
+        mask = np.maximum(mask, np.clip(0.5 * cover * period - offset + 0.5, 0.0, 1.0))
+    return mask.astype(np.float32)
+
+# %% ../../nbs/30_painters.ipynb #785881e7
+def _focus(rgb, focus, scale):
+    """Soft focus (`focus` < 0: a blur) or crisp focus (`focus` > 0: an unsharp mask) of the painted colours."""
+    if focus < 0: return _blur(rgb, FOCUS_BLUR * scale * -focus)
+    return rgb + np.float32(FOCUS_SHARPEN * focus) * (rgb - _blur(rgb, 2.4 * scale))
+
 # %% ../../nbs/30_painters.ipynb #f12d68c8
 def _surface(kind, shape, period, scale, rng):
     """Zero-mean surface relief: canvas weave or paper grain (about unit amplitude)."""
@@ -644,13 +669,19 @@ def _surface(kind, shape, period, scale, rng):
 
 # %% ../../nbs/30_painters.ipynb #18f415a7
 def _finish(rgb, angle, height, target, p, scale, rng):
-    """Bristle streaks, impasto lighting, outlines and surface texture on the painted RGB."""
+    """Bristle streaks, impasto lighting, focus, outlines or engraving, and surface texture on the painted RGB."""
     streak = _bristles(angle, rng, max(2, int(round(5 * scale))))
     relief = _blur(height, 0.8 * scale) * p["impasto"] + 0.03 * p["bristle"] * streak
     gy, gx = np.gradient(relief)
     shade = 1.0 + 0.7 * (gx * LIGHT[0] + gy * LIGHT[1]) + 0.06 * p["bristle"] * streak
-    rgb = rgb * shade[..., None]
-    if p["outline"] != "none":
+    rgb = _focus(rgb * shade[..., None], p["focus"], scale)
+    if p["outline"] == "hatch":
+        strength = 0.9 + 0.1 * p["outline_weight"]
+        mask = strength * _hatch_mask(luma(np.clip(rgb, 0.0, 1.0)), p["outline_weight"], np.deg2rad(p["angle"]), scale)[..., None]
+        paper = np.asarray(p["ground"], np.float32) / 255.0
+        ink = np.asarray(p["outline_colour"], np.float32) / 255.0
+        rgb = (rgb * (1.0 - strength) + paper * strength) * (1.0 - mask) + ink * mask
+    elif p["outline"] != "none":
         mask = _outline_mask(target, p["outline_weight"], scale, rng)
         mask = (mask * (0.55 + 0.4 * p["outline_weight"]))[..., None]
         ink = np.asarray(p["outline_colour"], np.float32) / 255.0

@@ -178,7 +178,7 @@ def content_image(size: int, rng: np.random.Generator) -> tuple[str, np.ndarray]
     return kind, _jittered_photo(photos[rng.integers(len(photos))], size, rng)
 
 # %% ../../nbs/33_synth.ipynb #43060adc
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
 SYNTH_SETS = ("content", "painters", "textures", "portraits")
 SYNTH_SCALES = {
     "content":   {"smoke": dict(train=48, val=12, size=128),

@@ -36,8 +36,8 @@ log = get_logger("evaluation")
 __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'evaluation_sources', 'evaluation_pairs', 'ArtistConfig',
            'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net', 'nearest',
            'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model', 'paired_interval',
-           'file_checksum', 'ZooScores', 'score_zoo', 'deception_bounds', 'distribution_figure', 'quantile_pairs',
-           'examples_figure', 'pair_images', 'pastiches']
+           'file_checksum', 'ZooScores', 'score_zoo', 'seed_differences', 'seed_verdict', 'across_seeds',
+           'deception_bounds', 'distribution_figure', 'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -343,23 +343,24 @@ class ZooScores:
         return (load_trained(source) if isinstance(source, (str, Path)) else get_method(method).build(source)).eval()
 
     def long(self) -> pd.DataFrame:
-        "Every model's scores stacked, with `model`, `method` (Table 4's title) and `loss` (classic, balanced or official) columns."
+        "Every model's scores stacked, with `model`, `method` (Table 4's title), `loss` (classic, balanced or official) and `seed` (the training seed; none for official) columns."
         frames = []
         for name, table in self.scores.items():
             method, source = self.sources[name]
-            loss = "official" if not isinstance(source, (str, Path)) else read_run(source)["config"]["loss"]
-            frames.append(table.assign(model=name, method=get_method(method).title, loss=loss).join(self.pairs[["kind", "label"]]))
+            config = read_run(source)["config"] if isinstance(source, (str, Path)) else dict(loss="official", seed=None)
+            frames.append(table.assign(model=name, method=get_method(method).title, loss=config["loss"], seed=config["seed"])
+                          .join(self.pairs[["kind", "label"]]))
         return pd.concat(frames).reset_index()
 
 def score_zoo(scale: str = "cpu", methods: list | None = None, losses=LOSSES, *, content_data: str | None = None,
               style_data: str | None = None, eval_content_data: str | None = None, texture_data: str | None = None,
-              loss_weights: str = "default", official: dict | None = None, seed: int = 0, device=None, progress: bool = True,
+              loss_weights: str = "default", official: dict | None = None, seed: int = 0, seeds=(0,), device=None, progress: bool = True,
               batch_size: int = 16) -> ZooScores:
-    "The zoo at `scale` (trained where missing, and the official models of `official`) scored on the evaluation pairs, cached."
+    "The zoo at `scale`, once per training seed of `seeds` (trained where missing), and the models of `official`, scored on the pairs of `seed`, cached."
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     methods = list(METHODS) if methods is None else list(methods)
     runs = train_zoo(scale, methods, losses, content_data=content_data, style_data=style_data, loss_weights=loss_weights,
-                     seed=seed, device=str(device), progress=progress)
+                     seeds=seeds, device=str(device), progress=progress)
     sources = {name: (read_run(f)["config"]["method"], f) for name, f in runs.items()}
     sources |= {get_method(m).title: (m, files) for m, files in (official or {}).items()}
     pairs = evaluation_pairs(scale, eval_content_data, style_data, texture_data, seed)
@@ -372,6 +373,33 @@ def score_zoo(scale: str = "cpu", methods: list | None = None, losses=LOSSES, *,
                       else f"ImageNet test ({eval_content_data}), Painter by Numbers test ({style_data}), DTD ({texture_data})")
     zoo.weights_label = f"zoo at {scale} scale, loss network {scorer.loss_net.arch} ({scorer.loss_net.weights})"
     return zoo
+
+# %% ../../nbs/18_evaluation.ipynb #3b919e87
+def seed_differences(long: pd.DataFrame, column: str, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    "Per method and training seed: both models' means of `column` over the same pairs, and balanced − classic with paired bootstrap intervals."
+    rows = []
+    trained = long[long["loss"].isin(LOSSES)]
+    for (method, run_seed), group in trained.groupby(["method", "seed"], sort=False):
+        by_loss = {loss: g.set_index("pair")[column].astype(float) for loss, g in group.groupby("loss")}
+        if set(by_loss) != set(LOSSES): continue
+        a = by_loss["classic"]; b = by_loss["balanced"].loc[a.index]
+        difference = paired_interval(a, b, n_resamples=n_resamples, seed=seed)
+        relative = paired_interval(a, b, relative=True, n_resamples=n_resamples, seed=seed) if a.mean() != 0 else (np.nan,) * 3
+        rows.append(dict(method=method, seed=int(run_seed), classic_model=a.mean(), balanced_model=b.mean(),
+                         **dict(zip(("difference", "low", "high"), difference)), **dict(zip(("relative", "relative_low", "relative_high"), relative))))
+    return pd.DataFrame(rows).set_index(["method", "seed"])
+
+def seed_verdict(low: pd.Series, high: pd.Series) -> str:
+    "Whether every seed's interval lies below 0, above 0, or not."
+    return "lower at every seed" if (high < 0).all() else "higher at every seed" if (low > 0).all() else "not resolved at every seed"
+
+def across_seeds(differences: pd.DataFrame) -> pd.DataFrame:
+    "Per method, over the seeds of `seed_differences`: their number, the range of the differences, and `seed_verdict`."
+    by_method = differences.groupby(level="method", sort=False)
+    out = by_method.agg(seeds=("difference", "size"), difference_min=("difference", "min"), difference_max=("difference", "max"),
+                        relative_min=("relative", "min"), relative_max=("relative", "max"))
+    out["verdict"] = [seed_verdict(g["low"], g["high"]) for _, g in by_method]
+    return out
 
 # %% ../../nbs/18_evaluation.ipynb #7389cc1a
 @torch.no_grad()

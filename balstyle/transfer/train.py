@@ -39,7 +39,7 @@ __all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', '
            'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares',
            'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state',
            'saved_state', 'identity_transform', 'train', 'precision_used', 'reproducible', 'Run', 'build_run',
-           'run_steps', 'train_config', 'load_trained', 'train_zoo', 'run_checksum', 'add_train_arguments',
+           'run_steps', 'train_config', 'load_trained', 'zoo_name', 'train_zoo', 'run_checksum', 'add_train_arguments',
            'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
@@ -501,9 +501,14 @@ def load_trained(folder: str | Path) -> StyleTransfer:
     return get_trainable(config.method).load_run(Path(folder) / "weights").eval()
 
 # %% ../../nbs/17_train.ipynb #67507c50
-def train_zoo(scale: str = "cpu", methods: list[str] | None = None, losses=LOSSES, **kw) -> dict[str, Path]:
-    "Every method (all of `METHODS` by default) × loss at `scale`, trained or reused: {Table 4's model name: run folder}."
-    return {get_trainable(m).model_name(loss): train(m, loss, scale, resume=True, **kw) for m in (methods or list(METHODS)) for loss in losses}
+def zoo_name(name: str, seed: int) -> str:
+    "A zoo model's name: Table 4's `name` for seed 0, `name-s<seed>` for the others."
+    return name if seed == 0 else f"{name}-s{seed}"
+
+def train_zoo(scale: str = "cpu", methods: list[str] | None = None, losses=LOSSES, seeds=(0,), **kw) -> dict[str, Path]:
+    "Every seed × method (all of `METHODS` by default) × loss at `scale`, trained or reused, seed by seed: {`zoo_name`: run folder}."
+    return {zoo_name(get_trainable(m).model_name(loss), seed): train(m, loss, scale, resume=True, seed=seed, **kw)
+            for seed in seeds for m in (methods or list(METHODS)) for loss in losses}
 
 def run_checksum(folder: str | Path) -> str:
     "A short hash of a finished run's weight files (from the checksums in its `run.json`)."
