@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"balstyle: error: {e}", file=sys.stderr)
         return 2
-    for o in outcomes: print(o)
+    for o in outcomes:
+        print(o)
+        for path, (verdict, changes) in o.reproduced.items():
+            moved = ", ".join(f"{col} {v:.2g}" for col, v in changes.items() if v > 0)
+            print(f"  {path.name}: {verdict}" + (f" [{moved}]" if moved and verdict.startswith("largest") else ""))
     failed = [o for o in outcomes if not o.ok]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:", *(f"  {o.notebook.name}: {o.error}" for o in failed), sep="\n", file=sys.stderr)

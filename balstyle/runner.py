@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
 import os
 import platform
@@ -16,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import papermill
 import torch
 from jupyter_client.manager import KernelManager
@@ -26,7 +29,8 @@ log = get_logger("runner")
 
 # %% auto #0
 __all__ = ['log', 'SCALES', 'ZOO_SEEDS', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index',
-           'Outcome', 'run_notebook', 'runs_dir', 'reproduce', 'study_status']
+           'artefact_snapshot', 'table_changes', 'reproduction', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce',
+           'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -174,15 +178,51 @@ def write_index(folder: Path | None = None) -> Path:
              "Written by `balstyle reproduce` (`make figures` runs it at `cpu` scale); do not edit by hand. Each file name",
              "ends with the scale that made it. `cpu` and `smoke` results use the data and weights that ship with the",
              "project and are not the papers' results; only `paper` rows were made with the papers' settings and data.", "",
-             "| file | what | notebook | scale | weights | data | machine | wall time | date |", "|---|---|---|---|---|---|---|---|---|"]
+             "The `reproduced` column compares each file with the one its last run replaced: byte-identical, the largest",
+             "relative change of a table's columns, or new.", "",
+             "| file | what | notebook | scale | weights | data | machine | wall time | date | reproduced |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in rows:
         wall = f"{e['wall_time_s']:.0f} s" if e.get("wall_time_s") is not None else "n/a"
         lines.append(f"| [{e['file']}]({e['file']}) | {e['title']} | `{e['notebook']}` | {e['scale']} | {e['weights']} | "
-                     f"{e['data']} | {e['machine']} | {wall} | {e['date']} |")
+                     f"{e['data']} | {e['machine']} | {wall} | {e['date']} | {e.get('reproduced', 'n/a')} |")
     index = folder / "README.md"
     folder.mkdir(parents=True, exist_ok=True)
     index.write_text("\n".join(lines) + "\n")
     return index
+
+# %% ../nbs/04_runner.ipynb #623d59c2
+def artefact_snapshot(folder: Path, scale: str) -> dict[str, bytes]:
+    "The bytes of every figure and table of `scale` under `folder`, by path relative to it, before a run replaces them."
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob(f"*_{scale}.*"))
+            if p.suffix in (".png", ".csv") and "_provenance" not in p.relative_to(folder).parts}
+
+def table_changes(old: bytes, new: bytes) -> dict[str, float]:
+    "Per column of a CSV table, the largest relative change |new − old| / max(|old|, |new|) (1 for changed text, a new column, other rows)."
+    a, b = (pd.read_csv(io.BytesIO(x), index_col=0) for x in (old, new))
+    changes = {}
+    for col in b.columns:
+        if col not in a.columns or not a.index.equals(b.index): changes[col] = 1.0
+        elif pd.api.types.is_numeric_dtype(a[col]) and pd.api.types.is_numeric_dtype(b[col]):
+            x, y = a[col].to_numpy(float), b[col].to_numpy(float)
+            size = np.maximum(np.abs(x), np.abs(y))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rel = np.where((x == y) | (np.isnan(x) & np.isnan(y)), 0.0, np.abs(y - x) / size)
+            changes[col] = float(np.nan_to_num(rel, nan=1.0).max(initial=0.0))
+        else: changes[col] = float((a[col].astype(str) != b[col].astype(str)).any())
+    return changes
+
+def reproduction(relative: str, before: dict, after: Path) -> tuple[str, dict]:
+    "How a written artefact compares with the file it replaced (`before[relative]`): a verdict and, for a table, `table_changes`."
+    old = before.get(relative)
+    if old is None: return "new", {}
+    new = Path(after).read_bytes()
+    if new == old: return "byte-identical", {}
+    if Path(after).suffix != ".csv": return "differs", {}
+    changes = table_changes(old, new)
+    worst = max(changes, key=changes.get, default=None)
+    if worst is None or changes[worst] == 0: return "same values, other bytes", changes
+    return f"largest relative change {changes[worst]:.2g} ({worst})", changes
 
 # %% ../nbs/04_runner.ipynb #6c23e4b9
 @dataclass
@@ -195,6 +235,7 @@ class Outcome:
     wall_time_s: float = 0.0
     output: Path | None = None
     artefacts: list = field(default_factory=list)
+    reproduced: dict = field(default_factory=dict)   # artefact path → (verdict, per-column changes), when compared
 
     def __str__(self):
         status = f"ok in {self.wall_time_s:.0f} s" if self.ok else f"FAILED: {self.error}"
@@ -219,8 +260,8 @@ def _describe_failure(e: Exception) -> str:
 
 # %% ../nbs/04_runner.ipynb #ec141b49
 def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, figures: str | Path | None = None,
-                 name: str | None = None, timeout: int | None = None) -> Outcome:
-    "Run a papermill notebook with `parameters`, saving the executed copy at `output`; failures come back as an `Outcome`."
+                 name: str | None = None, timeout: int | None = None, before: dict | None = None) -> Outcome:
+    "Run a papermill notebook with `parameters`, saving the executed copy at `output`; failures come back as an `Outcome`; `before`: compare (`reproduction`)."
     notebook, output = Path(notebook), Path(output)
     name = name or notebook.stem
     declared = papermill.inspect_notebook(str(notebook))
@@ -250,6 +291,8 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
     provs = record.read_text().split() if record.exists() else []
     for prov in map(Path, provs):
         entry = json.loads(prov.read_text()) | {"wall_time_s": round(outcome.wall_time_s, 1), "notebook": notebook.name}
+        if before is not None:
+            entry["reproduced"], entry["changes"] = outcome.reproduced[figures / entry["file"]] = reproduction(entry["file"], before, figures / entry["file"])
         prov.write_text(json.dumps(entry, indent=1))
         outcome.artefacts.append(figures / entry["file"])
     return outcome
@@ -270,11 +313,11 @@ def reproduce(scale: str = "cpu", only: list[str] | None = None, parameters: dic
     overrides = dict(parameters or {})
     unused = sorted(k for k in overrides if not any(k in d for d in declared.values()))
     if unused: raise ValueError(f"no selected study notebook has the parameters {unused}")
-    outcomes = []
+    outcomes, before = [], artefact_snapshot(figures, scale)
     for study in selected:
         log.info(f"running {study.name} at {scale} scale")
         params = study.parameters(scale) | {k: v for k, v in overrides.items() if k in declared[study.name]}
-        outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout)
+        outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout, before)
         log.info(str(outcome))
         outcomes.append(outcome)
         _write_status(runs, outcome)
