@@ -387,7 +387,8 @@ def seed_differences(long: pd.DataFrame, column: str, n_resamples: int = 10_000,
         relative = paired_interval(a, b, relative=True, n_resamples=n_resamples, seed=seed) if a.mean() != 0 else (np.nan,) * 3
         rows.append(dict(method=method, seed=int(run_seed), classic_model=a.mean(), balanced_model=b.mean(),
                          **dict(zip(("difference", "low", "high"), difference)), **dict(zip(("relative", "relative_low", "relative_high"), relative))))
-    return pd.DataFrame(rows).set_index(["method", "seed"])
+    columns = ["method", "seed", "classic_model", "balanced_model", "difference", "low", "high", "relative", "relative_low", "relative_high"]
+    return pd.DataFrame(rows, columns=columns).set_index(["method", "seed"])   # empty where no method has both models
 
 def seed_verdict(low: pd.Series, high: pd.Series) -> str:
     "Whether every seed's interval lies below 0, above 0, or not."
