@@ -36,8 +36,9 @@ log = get_logger("evaluation")
 __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'evaluation_sources', 'evaluation_pairs', 'ArtistConfig',
            'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net', 'nearest',
            'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model', 'paired_interval',
-           'file_checksum', 'ZooScores', 'score_zoo', 'seed_differences', 'seed_verdict', 'across_seeds',
-           'deception_bounds', 'distribution_figure', 'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
+           'file_checksum', 'ZooScores', 'score_zoo', 'paired_models', 'seed_differences', 'seed_verdict',
+           'across_seeds', 'spread_ratio', 'spread_by_seed', 'deception_bounds', 'distribution_figure',
+           'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -375,24 +376,26 @@ def score_zoo(scale: str = "cpu", methods: list | None = None, losses=LOSSES, *,
     return zoo
 
 # %% ../../nbs/18_evaluation.ipynb #3b919e87
+def paired_models(long: pd.DataFrame, column: str):
+    "For every method and training seed with both models: (method, seed, the classic model's `column`, the balanced model's on the same pairs)."
+    for (method, run_seed), group in long[long["loss"].isin(LOSSES)].groupby(["method", "seed"], sort=False):
+        by_loss = {loss: g.set_index("pair")[column].astype(float) for loss, g in group.groupby("loss")}
+        if set(by_loss) == set(LOSSES): yield method, int(run_seed), by_loss["classic"], by_loss["balanced"].loc[by_loss["classic"].index]
+
 def seed_differences(long: pd.DataFrame, column: str, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     "Per method and training seed: both models' means of `column` over the same pairs, and balanced − classic with paired bootstrap intervals."
     rows = []
-    trained = long[long["loss"].isin(LOSSES)]
-    for (method, run_seed), group in trained.groupby(["method", "seed"], sort=False):
-        by_loss = {loss: g.set_index("pair")[column].astype(float) for loss, g in group.groupby("loss")}
-        if set(by_loss) != set(LOSSES): continue
-        a = by_loss["classic"]; b = by_loss["balanced"].loc[a.index]
+    for method, run_seed, a, b in paired_models(long, column):
         difference = paired_interval(a, b, n_resamples=n_resamples, seed=seed)
         relative = paired_interval(a, b, relative=True, n_resamples=n_resamples, seed=seed) if a.mean() != 0 else (np.nan,) * 3
-        rows.append(dict(method=method, seed=int(run_seed), classic_model=a.mean(), balanced_model=b.mean(),
+        rows.append(dict(method=method, seed=run_seed, classic_model=a.mean(), balanced_model=b.mean(),
                          **dict(zip(("difference", "low", "high"), difference)), **dict(zip(("relative", "relative_low", "relative_high"), relative))))
     columns = ["method", "seed", "classic_model", "balanced_model", "difference", "low", "high", "relative", "relative_low", "relative_high"]
     return pd.DataFrame(rows, columns=columns).set_index(["method", "seed"])   # empty where no method has both models
 
-def seed_verdict(low: pd.Series, high: pd.Series) -> str:
+def seed_verdict(low: pd.Series, high: pd.Series, words=("lower", "higher")) -> str:
     "Whether every seed's interval lies below 0, above 0, or not."
-    return "lower at every seed" if (high < 0).all() else "higher at every seed" if (low > 0).all() else "not resolved at every seed"
+    return f"{words[0]} at every seed" if (high < 0).all() else f"{words[1]} at every seed" if (low > 0).all() else "not resolved at every seed"
 
 def across_seeds(differences: pd.DataFrame) -> pd.DataFrame:
     "Per method, over the seeds of `seed_differences`: their number, the range of the differences, and `seed_verdict`."
@@ -401,6 +404,25 @@ def across_seeds(differences: pd.DataFrame) -> pd.DataFrame:
                         relative_min=("relative", "min"), relative_max=("relative", "max"))
     out["verdict"] = [seed_verdict(g["low"], g["high"]) for _, g in by_method]
     return out
+
+# %% ../../nbs/18_evaluation.ipynb #e6f6e1ca
+def spread_ratio(x, axis=-1):
+    "The 95th/5th percentile ratio: how wide a distribution of positive losses is."
+    return np.quantile(x, 0.95, axis=axis) / np.quantile(x, 0.05, axis=axis)
+
+def spread_by_seed(long: pd.DataFrame, column: str, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    "Per method and training seed: both models' `spread_ratio` of `column`, classic over balanced with a paired bootstrap interval, and the verdict across seeds."
+    ratio = lambda x, y, axis=-1: spread_ratio(x, axis) / spread_ratio(y, axis)
+    rows = []
+    for method, run_seed, a, b in paired_models(long, column):
+        x, y = a.to_numpy(), b.to_numpy()
+        ci = scipy.stats.bootstrap((x, y), ratio, paired=True, vectorized=True, n_resamples=n_resamples, method="percentile",
+                                   random_state=np.random.default_rng(seed)).confidence_interval
+        rows.append(dict(method=method, seed=run_seed, classic_model=spread_ratio(x), balanced_model=spread_ratio(y), ratio=ratio(x, y),
+                         low=ci.low, high=ci.high))
+    table = pd.DataFrame(rows, columns=["method", "seed", "classic_model", "balanced_model", "ratio", "low", "high"]).set_index(["method", "seed"])
+    verdicts = {m: seed_verdict(g["low"] - 1, g["high"] - 1, ("narrower", "wider")) for m, g in table.groupby(level="method", sort=False)}
+    return table.assign(verdict=table.index.get_level_values("method").map(verdicts))
 
 # %% ../../nbs/18_evaluation.ipynb #7389cc1a
 @torch.no_grad()
