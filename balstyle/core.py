@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -40,12 +40,15 @@ def cache_dir() -> Path:
 
 # %% ../nbs/00_core.ipynb #d36c3d6e
 @contextlib.contextmanager
-def exclusive(path: str | Path):
-    "Hold an exclusive lock on the file `path` (made if missing) while the block runs; other holders wait."
+def exclusive(path: str | Path, waiting: Callable[[], None] | None = None):
+    "Hold an exclusive lock on the file `path` (made if missing) while the block runs; other holders wait (`waiting()` is called first if they must)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting: waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 

@@ -68,6 +68,12 @@ def write_atomic(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             write(f)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:                                  # a full disk, a file-size limit: the old file stays, the error names the new one
+        raise OSError(e.errno, f"could not write {path} ({e.strerror or e}); the previous file, if any, is unchanged") from e
+    except RuntimeError as e:                             # torch.save reports a failed write as "unexpected pos …"
+        if "unexpected pos" not in str(e) and "write" not in str(e): raise
+        raise OSError(f"could not write {path}: the write stopped short (a full disk or a file-size limit?); "
+                      "the previous file, if any, is unchanged") from e
     finally: tmp.unlink(missing_ok=True)
     return path
 

@@ -23,14 +23,15 @@ import papermill
 import torch
 from jupyter_client.manager import KernelManager
 
-from .core import figures_dir, get_logger, project_root
+from .core import exclusive, figures_dir, get_logger, project_root
+from .loop import write_atomic
 
 log = get_logger("runner")
 
 # %% auto #0
 __all__ = ['log', 'SCALES', 'ZOO_SEEDS', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index',
            'artefact_snapshot', 'table_changes', 'reproduction', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce',
-           'study_status']
+           'read_status', 'remove_stale_temporaries', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -137,9 +138,7 @@ def _record(path: Path, kind: str, scale: str, weights: str, data: str, title: s
     entry = dict(file=str(path.relative_to(figures_dir())), kind=kind, title=title, scale=scale, weights=weights, data=data,
                  notebook=os.environ.get("BALSTYLE_NOTEBOOK", "interactive"), machine=machine(),
                  date=datetime.date.today().isoformat(), wall_time_s=None)
-    prov = _provenance_path(path)
-    prov.parent.mkdir(parents=True, exist_ok=True)
-    prov.write_text(json.dumps(entry, indent=1))
+    prov = write_atomic(_provenance_path(path), lambda f: f.write(json.dumps(entry, indent=1)), "w")
     if "BALSTYLE_RECORD" in os.environ:
         with open(os.environ["BALSTYLE_RECORD"], "a") as f: f.write(str(prov) + "\n")
     return path
@@ -155,7 +154,7 @@ def save_figure(fig, name: str, *, scale: str, weights: str, data: str, title: s
     path.parent.mkdir(parents=True, exist_ok=True)
     label = textwrap.fill(f"scale: {scale} · data: {data} · weights: {weights}", width=max(60, int(fig.get_figwidth() * 17)))  # 7 pt: ~17 characters an inch
     fig.text(0.995, 0.0, label, ha="right", va="top", fontsize=7, color="0.45")
-    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None}))
     return _record(path, "figure", scale, weights, data, title)
 
 def save_table(table, name: str, *, scale: str, weights: str, data: str, title: str = "") -> Path:
@@ -163,7 +162,7 @@ def save_table(table, name: str, *, scale: str, weights: str, data: str, title: 
     _check_scale(scale)
     path = figures_dir() / f"{name}_{scale}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, float_format="%.6g")
+    write_atomic(path, lambda f: table.to_csv(f, float_format="%.6g"), "w")
     return _record(path, "table", scale, weights, data, title)
 
 # %% ../nbs/04_runner.ipynb #600f432f
@@ -185,10 +184,7 @@ def write_index(folder: Path | None = None) -> Path:
         wall = f"{e['wall_time_s']:.0f} s" if e.get("wall_time_s") is not None else "n/a"
         lines.append(f"| [{e['file']}]({e['file']}) | {e['title']} | `{e['notebook']}` | {e['scale']} | {e['weights']} | "
                      f"{e['data']} | {e['machine']} | {wall} | {e['date']} | {e.get('reproduced', 'n/a')} |")
-    index = folder / "README.md"
-    folder.mkdir(parents=True, exist_ok=True)
-    index.write_text("\n".join(lines) + "\n")
-    return index
+    return write_atomic(folder / "README.md", lambda f: f.write("\n".join(lines) + "\n"), "w")
 
 # %% ../nbs/04_runner.ipynb #623d59c2
 def artefact_snapshot(folder: Path, scale: str) -> dict[str, bytes]:
@@ -270,7 +266,7 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
     unknown = sorted(set(parameters) - set(declared))
     if unknown: return Outcome(name, notebook, False, f"unknown parameters {unknown}; the notebook declares {sorted(declared)}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    record = output.with_suffix(".artefacts")
+    record, partial = output.with_suffix(".artefacts"), output.with_name(f".{output.stem}.partial-{os.getpid()}.ipynb")   # the executed copy replaces the last one when done
     record.unlink(missing_ok=True)
     figures = Path(figures or figures_dir()).resolve()
     start = time.perf_counter()
@@ -279,7 +275,7 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
                           BALSTYLE_PROGRESS="terminal", PYTHONWARNINGS="ignore::DeprecationWarning"), \
              tempfile.TemporaryDirectory(prefix="balstyle-kernel-") as sockets:
             kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))   # local sockets: no TCP
-            try: papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3", km=kernel,
+            try: papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name="python3", km=kernel,
                                             cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
                                             extra_arguments=["--IPKernelApp.capture_fd_output=False"])   # the kernel's stderr: the terminal's
             finally:
@@ -287,13 +283,14 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
         outcome = Outcome(name, notebook, True)
     except Exception as e:
         outcome = Outcome(name, notebook, False, _describe_failure(e))
+    if partial.exists(): os.replace(partial, output)         # failed runs too: the executed copy shows the failing cell
     outcome.wall_time_s, outcome.output = time.perf_counter() - start, output
     provs = record.read_text().split() if record.exists() else []
     for prov in map(Path, provs):
         entry = json.loads(prov.read_text()) | {"wall_time_s": round(outcome.wall_time_s, 1), "notebook": notebook.name}
         if before is not None:
             entry["reproduced"], entry["changes"] = outcome.reproduced[figures / entry["file"]] = reproduction(entry["file"], before, figures / entry["file"])
-        prov.write_text(json.dumps(entry, indent=1))
+        write_atomic(prov, lambda f: f.write(json.dumps(entry, indent=1)), "w")
         outcome.artefacts.append(figures / entry["file"])
     return outcome
 
@@ -313,29 +310,46 @@ def reproduce(scale: str = "cpu", only: list[str] | None = None, parameters: dic
     overrides = dict(parameters or {})
     unused = sorted(k for k in overrides if not any(k in d for d in declared.values()))
     if unused: raise ValueError(f"no selected study notebook has the parameters {unused}")
+    remove_stale_temporaries(figures); remove_stale_temporaries(runs)
     outcomes, before = [], artefact_snapshot(figures, scale)
     for study in selected:
-        log.info(f"running {study.name} at {scale} scale")
         params = study.parameters(scale) | {k: v for k, v in overrides.items() if k in declared[study.name]}
-        outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout, before)
+        lock = runs / f".{study.name}.lock"
+        with exclusive(lock, waiting=lambda: log.info(f"{study.name} at {scale} scale is running in another process: waiting for it ({lock})")):
+            log.info(f"running {study.name} at {scale} scale")
+            outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout, before)
         log.info(str(outcome))
         outcomes.append(outcome)
         _write_status(runs, outcome)
-    write_index(figures)
+    with exclusive(figures / ".index.lock"): write_index(figures)
     return outcomes
+
+def read_status(status_file: Path) -> dict:
+    "A scale's `status.json`, or {} (with a warning naming it) when it is missing or unreadable: the next run rewrites it whole."
+    try: return json.loads(status_file.read_text()) if status_file.exists() else {}
+    except (ValueError, OSError) as e:
+        log.warning(f"{status_file} is unreadable ({e}); starting it afresh")
+        return {}
 
 def _write_status(runs: Path, outcome: Outcome):
     status_file = runs / "status.json"
-    status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    status[outcome.name] = dict(ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1),
-                                date=datetime.datetime.now().isoformat(timespec="seconds"), artefacts=[str(a) for a in outcome.artefacts])
-    runs.mkdir(parents=True, exist_ok=True)
-    status_file.write_text(json.dumps(status, indent=1))
+    with exclusive(runs / ".status.lock"):                   # read, update and replace as one step: concurrent runs lose no entry
+        status = read_status(status_file)
+        status[outcome.name] = dict(ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1),
+                                    date=datetime.datetime.now().isoformat(timespec="seconds"), artefacts=[str(a) for a in outcome.artefacts])
+        write_atomic(status_file, lambda f: f.write(json.dumps(status, indent=1)), "w")
+
+def remove_stale_temporaries(folder: Path):
+    "Delete the temporary files that killed writers left under `folder` (`write_atomic`'s and the partial executed copies) whose process is gone."
+    for tmp in list(Path(folder).rglob(".*.tmp-*")) + list(Path(folder).rglob(".*.partial-*.ipynb")):
+        pid = tmp.name.removesuffix(".ipynb").rsplit("-", 1)[-1]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists(): continue        # a live writer's
+        tmp.unlink(missing_ok=True)
 
 def study_status(runs: str | Path | None = None) -> list[dict]:
     "Every registered study with the result of its last run at each scale, and study notebooks not registered."
     runs = Path(runs or runs_dir())
-    status = {s: json.loads(f.read_text()) if (f := runs / s / "status.json").exists() else {} for s in SCALES}
+    status = {s: read_status(runs / s / "status.json") for s in SCALES}
     rows = []
     for study in STUDIES.values():
         row = dict(study=study.name, notebook=study.notebook, makes=study.makes)
