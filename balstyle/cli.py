@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ from .transfer.methods import METHODS, build_model, get_method
 from .transfer.train import add_train_arguments, train_command
 
 # %% auto #0
-__all__ = ['encoder_warning', 'stylize_files', 'build_parser', 'data_command', 'main']
+__all__ = ['MAX_PIXELS', 'encoder_warning', 'writable_extensions', 'check_output', 'processed_size', 'check_image',
+           'stylize_files', 'build_parser', 'data_command', 'main']
 
 # %% ../nbs/05_cli.ipynb #f634112d
 def _setting(typed: bool = True):
@@ -31,6 +33,16 @@ def _setting(typed: bool = True):
     def parse(text: str):
         try: return parse_setting(text, typed)
         except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from e
+    return parse
+
+def _number(kind: type, least=None):
+    "An argparse type: a finite `kind` (int or float), at least `least` when given."
+    def parse(text: str):
+        try: value = kind(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(value): raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if least is not None and value < least: raise argparse.ArgumentTypeError(f"{text} is below the least allowed value, {least}")
+        return value
     return parse
 
 # %% ../nbs/05_cli.ipynb #c0de5e11
@@ -55,15 +67,48 @@ def encoder_warning(method: str, weights: dict | None) -> str | None:
             f"published encoder's)")
 
 # %% ../nbs/05_cli.ipynb #da121c90
+MAX_PIXELS = 2048 * 2048   # the largest image `stylize` takes by default: relu1_1 alone is 1 GiB at 4 Mpx in float32
+
+def writable_extensions() -> list[str]:
+    "The image file extensions PIL can write."
+    return sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+
+def check_output(output: str | Path) -> Path:
+    "`output` as a path, if PIL can write an image there (a file name with an image extension, not a folder)."
+    output = Path(output)
+    if output.is_dir(): raise ValueError(f"the output {output} is a folder: give an image file name, e.g. {output / 'pastiche.png'}")
+    if output.suffix.lower() not in writable_extensions():
+        raise ValueError(f"the output {output} needs an image extension; PIL writes {', '.join(writable_extensions())}")
+    return output
+
+def processed_size(path: str | Path, size: int | None) -> tuple[int, int]:
+    "(width, height) of the image file once its shorter side is `size` (None: as it is), read from its header alone."
+    try:
+        with Image.open(path) as img: w, h = img.size
+    except Exception: return (0, 0)                                   # unreadable: `load_image` says why
+    if not size: return w, h
+    scale = size / min(w, h)
+    return (size, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), size)
+
+def check_image(path: str | Path, method: str, size: int | None, max_pixels: int):
+    "Refuse an input image that is too small for `method` or too large for `max_pixels` at `size`, before it is decoded."
+    w, h = processed_size(path, size)
+    at, least = (f" at --size {size}" if size else " at its own size"), get_method(method).model.min_size
+    if w and min(w, h) < least: raise ValueError(f"{path} is {w}×{h} px{at}; {method} needs at least {least} px on each side")
+    if w * h > max_pixels:
+        raise ValueError(f"{path} is {w}×{h} px{at}, {w * h / 1e6:.1f} Mpx, above --max-pixels {max_pixels} ({max_pixels / 1e6:.1f} Mpx): "
+                         "give a smaller --size, or a larger --max-pixels if the memory allows")
+
 def stylize_files(content: str, styles: list[str], output: str, method: str = "adain", weights: dict | None = None,
                   alpha: float = 1.0, style_weights: list[float] | None = None, size: int | None = 512,
-                  preserve_colour: bool = False, device: str = "cpu", bf16: bool = True) -> Path:
+                  preserve_colour: bool = False, device: str = "cpu", bf16: bool = True, max_pixels: int = MAX_PIXELS) -> Path:
     "Stylise the image file `content` with the style files `styles` and save the pastiche at `output` (bf16 where the hardware has it)."
+    output = check_output(output)                                     # every input checked before the model is built
+    for path in [content, *styles]: check_image(path, method, size, max_pixels)
     to_tensor = to_tensor_transform(size, crop=False)
+    images = [to_tensor(load_image(path)).unsqueeze(0).to(device) for path in [content, *styles]]
     model = build_model(method, weights).to(device)
-    image = lambda path: to_tensor(load_image(path)).unsqueeze(0).to(device)
-    with bf16_autocast(device, bf16): pastiche = model.stylize(image(content), [image(s) for s in styles], style_weights, alpha, preserve_colour).float()
-    output = Path(output)
+    with bf16_autocast(device, bf16): pastiche = model.stylize(images[0], images[1:], style_weights, alpha, preserve_colour).float()
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((pastiche[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)).save(output)
     return output
@@ -98,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a weights file for a part of the model (repeatable), e.g. decoder=decoder.pth; "
                           "`balstyle train` writes them to its run's weights/ folder")
     sty.add_argument("--alpha", type=float, default=1.0, help="style strength in [0, 1]")
-    sty.add_argument("--style-weights", type=float, nargs="+", help="interpolation weights, one per style")
-    sty.add_argument("--size", type=int, default=512, help="shorter side of the content and style images (0: as they are)")
+    sty.add_argument("--style-weights", type=_number(float, 0.0), nargs="+", help="interpolation weights, one per style (finite, non-negative)")
+    sty.add_argument("--size", type=_number(int, 0), default=512,
+                     help="shorter side of the content and style images (0: as they are; at least the method's minimum, e.g. 9 for adain)")
+    sty.add_argument("--max-pixels", type=_number(int, 1), default=MAX_PIXELS,
+                     help=f"refuse images larger than this at --size (default {MAX_PIXELS}: 2048²)")
     sty.add_argument("--preserve-colour", action="store_true")
     sty.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     sty.add_argument("--no-bf16", dest="bf16", action="store_false", help="float32 throughout (default: bf16 autocast where the hardware has it)")
@@ -124,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if warning: print(warning, file=sys.stderr)
         try:
             out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights),
-                                args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device, args.bf16)
+                                args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device, args.bf16, args.max_pixels)
         except (ValueError, OSError) as e:
             print(f"balstyle stylize: error: {e}", file=sys.stderr)
             return 2

@@ -18,6 +18,7 @@ class AdaIN(StyleTransfer):
     "AdaIN: the frozen `vgg_normalised` encoder to relu4_1, the AdaIN layer, the trainable mirror decoder."
     style_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")   # the reference code's loss layers
     multiple = 8                                                    # three poolings to relu4_1
+    min_size = 9                                                    # 8 pads to 8: relu4_1 would be 1 px, too small for its reflection padding
 
     def __init__(self, encoder_weights: str | Path | None = None, decoder_weights: str | Path | None = None):
         super().__init__()

@@ -58,6 +58,7 @@ class LinearTransfer(StyleTransfer):
     "LinearTransfer at relu4_1: the frozen encoder and decoder (LinearTransfer's names), the trainable transformation."
     style_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
     multiple = 8
+    min_size = 9    # 8 pads to 8: relu4_1 would be 1 px, too small for its reflection padding
 
     def __init__(self, encoder_weights=None, decoder_weights=None, transform_weights=None):
         super().__init__()

@@ -505,6 +505,7 @@ class Magenta(StyleTransfer):
     Weights load per part: the two networks from this trainer's `.pth` files, or both from the authors' TF
     checkpoint saved as an `.npz` of {TF name: array} (`tf_weights`).
     """
+    min_size = 5   # two stride-2 convolutions: 4 px would leave 1 px, too small for the next reflection padding
 
     style_size: int | None = 256        # the script's style_image_size
     style_square_crop: bool = False     # the script's style_square_crop

@@ -120,6 +120,7 @@ def coral(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torc
 class StyleTransfer(nn.Module):
     "Base of the four AST models: `forward(content, style, alpha)`, style interpolation and colour preservation."
     multiple = 1   # the content is reflect-padded to a multiple of this, and the pastiche cropped back
+    min_size = 1   # the smallest side (content and style, in pixels) the method stylises; each method sets its own
 
     def encode_style(self, style: torch.Tensor): raise NotImplementedError
     def transfer(self, content: torch.Tensor, codes: list, weights: torch.Tensor, alpha: float) -> torch.Tensor: raise NotImplementedError
@@ -133,8 +134,12 @@ class StyleTransfer(nn.Module):
         "Stylise with several styles mixed by `weights` (normalised to sum to 1)."
         if not 0 <= alpha <= 1: raise ValueError(f"alpha must lie in [0, 1], not {alpha}")
         weights = torch.as_tensor([1.0] * len(styles) if weights is None else list(weights), dtype=torch.float32)
-        if len(weights) != len(styles) or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"give one non-negative weight per style ({len(styles)} styles, weights {weights.tolist()})")
+        if len(weights) != len(styles) or not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"give one finite, non-negative weight per style ({len(styles)} styles, weights {weights.tolist()})")
+        for name, image in [("content", content)] + [(f"style {i + 1}", s) for i, s in enumerate(styles)]:
+            if min(image.shape[-2:]) < self.min_size:
+                raise ValueError(f"the {name} image is {image.shape[-1]}×{image.shape[-2]} px; {type(self).__name__} needs at least "
+                                 f"{self.min_size} px on each side")
         if preserve_colour: styles = [coral(s, content) for s in styles]
         codes = [self.encode_style(s) for s in styles]
         h, w = content.shape[-2:]

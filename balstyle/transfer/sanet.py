@@ -48,6 +48,7 @@ class SANet(StyleTransfer):
     "SANet: the frozen `vgg_normalised` encoder to relu5_1, the attention transform, the mirror decoder."
     style_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     multiple = 16   # relu5_1 is 1/16 of the input; up ×2 it must equal relu4_1
+    min_size = 17   # 16 pads to 16: relu5_1 would be 1 px, too small for its reflection padding
 
     def __init__(self, encoder_weights=None, transform_weights=None, decoder_weights=None):
         super().__init__()
