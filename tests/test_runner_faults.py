@@ -63,8 +63,11 @@ def whole(folder: Path):
 
 
 def test_two_runs_of_one_study_at_once_wait_for_each_other_and_leave_everything_whole(tmp_path):
-    folder = toy_folder(tmp_path, 3)
-    first = start(folder); time.sleep(1.0); second = start(folder)
+    folder = toy_folder(tmp_path, 12)
+    first = start(folder)
+    deadline = time.time() + 120                                      # the first holds the study's lock once its executed copy is being written
+    while time.time() < deadline and not list((folder / "runs" / "smoke").glob(".slow.partial-*.ipynb")): time.sleep(0.1)
+    second = start(folder)
     out = [p.communicate(timeout=240) for p in (first, second)]
     assert [o[0].strip().splitlines()[-1] for o in out] == ["ok", "ok"], out
     assert "running in another process: waiting" in out[1][1], out[1][1]
