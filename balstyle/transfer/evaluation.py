@@ -36,8 +36,8 @@ log = get_logger("evaluation")
 __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'evaluation_sources', 'evaluation_pairs', 'ArtistConfig',
            'ArtistNet', 'work_statistics', 'artist_config', 'train_artist_net', 'load_artist_net', 'nearest',
            'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model', 'paired_interval',
-           'file_checksum', 'ZooScores', 'score_zoo', 'paired_models', 'seed_differences', 'seed_verdict',
-           'across_seeds', 'spread_ratio', 'spread_by_seed', 'deception_bounds', 'distribution_figure',
+           'file_checksum', 'ZooScores', 'score_zoo', 'paired_models', 'seed_models', 'seed_differences',
+           'seed_verdict', 'across_seeds', 'spread_ratio', 'spread_by_seed', 'deception_bounds', 'distribution_figure',
            'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
@@ -381,6 +381,12 @@ def paired_models(long: pd.DataFrame, column: str):
     for (method, run_seed), group in long[long["loss"].isin(LOSSES)].groupby(["method", "seed"], sort=False):
         by_loss = {loss: g.set_index("pair")[column].astype(float) for loss, g in group.groupby("loss")}
         if set(by_loss) == set(LOSSES): yield method, int(run_seed), by_loss["classic"], by_loss["balanced"].loc[by_loss["classic"].index]
+
+def seed_models(long: pd.DataFrame, run_seed: int) -> dict:
+    "Per method with both models at training seed `run_seed`: {\"classic\": its classic model's name, \"balanced\": its balanced model's}."
+    trained = long[(long["seed"] == run_seed) & long["loss"].isin(LOSSES)].drop_duplicates("model")
+    names = {method: dict(zip(g["loss"], g["model"])) for method, g in trained.groupby("method", sort=False)}
+    return {method: pair for method, pair in names.items() if set(pair) == set(LOSSES)}
 
 def seed_differences(long: pd.DataFrame, column: str, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     "Per method and training seed: both models' means of `column` over the same pairs, and balanced − classic with paired bootstrap intervals."
