@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= cpu
 WORKERS ?= 2
 
-.PHONY: test figures export clean-venv
+.PHONY: test figures export report clean-venv
 
 $(STAMP): requirements.txt settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 # Every study at the default cpu scale (SCALE=smoke|cpu|paper to change), figures and index into figures/.
 figures: $(STAMP)
 	$(BIN)/balstyle reproduce --scale $(SCALE)
+
+# A static site under _site/: every executed notebook in _runs/ as a page, and an index of the papers' numbers beside ours
+# (balstyle.report). REPORT_ARGS passes options, e.g. REPORT_ARGS="--scale cpu --screenshots figures/report".
+report: $(STAMP)
+	$(BIN)/balstyle report $(REPORT_ARGS)
 
 # After editing notebooks: export the library and clean the notebooks.
 export: $(STAMP)

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import bf16_autocast, parse_setting
+from .annotate import add_annotate_arguments, annotate_command
+from .core import argument_type, bf16_autocast, check_device, figures_dir, parse_setting
 from .data import load_image, to_tensor_transform
 from .loop import read_run
+from .report import add_report_arguments, report_command
 from .runner import SCALES, STUDIES, reproduce, study_status
 from .standins.synth import SYNTH_SCALES, SYNTH_SETS, synth_dataset
 from .transfer.methods import METHODS, build_model, get_method
@@ -25,15 +27,12 @@ from .transfer.train import add_train_arguments, train_command
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'encoder_warning', 'writable_extensions', 'check_output', 'processed_size', 'check_image',
-           'stylize_files', 'build_parser', 'data_command', 'main']
+           'check_trained', 'stylize_files', 'build_parser', 'data_command', 'main']
 
 # %% ../nbs/05_cli.ipynb #f634112d
 def _setting(typed: bool = True):
     "`parse_setting` as an argparse type: a malformed setting is a usage error."
-    def parse(text: str):
-        try: return parse_setting(text, typed)
-        except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from e
-    return parse
+    return argument_type(lambda text: parse_setting(text, typed))
 
 def _number(kind: type, least=None):
     "An argparse type: a finite `kind` (int or float), at least `least` when given."
@@ -99,12 +98,23 @@ def check_image(path: str | Path, method: str, size: int | None, max_pixels: int
         raise ValueError(f"{path} is {w}×{h} px{at}, {w * h / 1e6:.1f} Mpx, above --max-pixels {max_pixels} ({max_pixels / 1e6:.1f} Mpx): "
                          "give a smaller --size, or a larger --max-pixels if the memory allows")
 
+def check_trained(method: str, weights: dict | None, allow_untrained: bool = False):
+    "Refuse a model whose trained parts were not all given a weights file (they would be random), unless `allow_untrained`."
+    spec, missing = get_method(method), get_method(method).untrained_parts(weights)
+    if not missing or allow_untrained: return
+    files = " ".join(f"--weights {part}={spec.weight_files[part]}" for part in missing)
+    raise ValueError(f"{method} has no weights for its trained {' and '.join(missing)}: untrained, the pastiche would be "
+                     f"{'noise' if method == 'magenta' else 'black or grey'}. Give {files} (`balstyle train {method}` writes "
+                     f"them to its run's weights/ folder; the authors' files: {spec.official}), or --allow-untrained for a demo of an untrained model")
+
 def stylize_files(content: str, styles: list[str], output: str, method: str = "adain", weights: dict | None = None,
                   alpha: float = 1.0, style_weights: list[float] | None = None, size: int | None = 512,
-                  preserve_colour: bool = False, device: str = "cpu", bf16: bool = True, max_pixels: int = MAX_PIXELS) -> Path:
+                  preserve_colour: bool = False, device: str = "cpu", bf16: bool = True, max_pixels: int = MAX_PIXELS,
+                  allow_untrained: bool = False) -> Path:
     "Stylise the image file `content` with the style files `styles` and save the pastiche at `output` (bf16 where the hardware has it)."
     output = check_output(output)                                     # every input checked before the model is built
     for path in [content, *styles]: check_image(path, method, size, max_pixels)
+    check_trained(method, weights, allow_untrained)
     to_tensor = to_tensor_transform(size, crop=False)
     images = [to_tensor(load_image(path)).unsqueeze(0).to(device) for path in [content, *styles]]
     model = build_model(method, weights).to(device)
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", help="where executed notebooks go (default: _runs/)")
     rep.add_argument("--timeout", type=int, help="per-cell timeout in seconds")
     commands.add_parser("list", help="show the studies and their last runs")
+    add_report_arguments(commands.add_parser("report", help="a static HTML site of the executed studies, the papers' numbers beside ours"))
     data = commands.add_parser("data", help="the procedural stand-in data sets").add_subparsers(dest="action", required=True)
     make = data.add_parser("make", help="make (or reuse) a procedural set in the cache")
     make.add_argument("name", choices=SYNTH_SETS)
@@ -134,14 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--force", action="store_true", help="make it again even if a matching set exists")
     data.add_parser("list", help="show the procedural sets and their sizes per scale")
-    add_train_arguments(commands.add_parser("train", help="train an AST method with the classic or the balanced style loss"))
-    sty = commands.add_parser("stylize", help="stylise an image with one of the four AST methods")
+    add_train_arguments(commands.add_parser("train", help="train an AST method with the classic or the balanced style loss",
+                                            formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    add_annotate_arguments(commands.add_parser("annotate", help="the human studies: prepare items, serve them to annotators, export the votes"))
+    sty = commands.add_parser("stylize", help="stylise an image with one of the four AST methods", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sty.add_argument("content"); sty.add_argument("styles", nargs="+")
     sty.add_argument("-o", "--output", required=True)
     sty.add_argument("--method", choices=list(METHODS), default="adain")
     sty.add_argument("--weights", action="append", type=_setting(typed=False), default=[], metavar="PART=FILE",
                      help="a weights file for a part of the model (repeatable), e.g. decoder=decoder.pth; "
-                          "`balstyle train` writes them to its run's weights/ folder")
+                          "`balstyle train` writes them to its run's weights/ folder; every trained part needs one")
+    sty.add_argument("--allow-untrained", action="store_true", help="run even when a trained part has no weights (a random part: a demo, not a pastiche)")
     sty.add_argument("--alpha", type=float, default=1.0, help="style strength in [0, 1]")
     sty.add_argument("--style-weights", type=_number(float, 0.0), nargs="+", help="interpolation weights, one per style (finite, non-negative)")
     sty.add_argument("--size", type=_number(int, 0), default=512,
@@ -149,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sty.add_argument("--max-pixels", type=_number(int, 1), default=MAX_PIXELS,
                      help=f"refuse images larger than this at --size (default {MAX_PIXELS}: 2048²)")
     sty.add_argument("--preserve-colour", action="store_true")
-    sty.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    sty.add_argument("--device", type=argument_type(check_device), default="cuda" if torch.cuda.is_available() else "cpu")
     sty.add_argument("--no-bf16", dest="bf16", action="store_false", help="float32 throughout (default: bf16 autocast where the hardware has it)")
     return parser
 
@@ -167,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "data": return data_command(args)
     if args.command == "train": return train_command(args)
+    if args.command == "annotate": return annotate_command(args)
+    if args.command == "report": return report_command(args)
     if args.command == "stylize":
         warning = encoder_warning(args.method, dict(args.weights))
         if warning: print(warning, file=sys.stderr)
         try:
-            out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights),
-                                args.alpha, args.style_weights, args.size or None, args.preserve_colour, args.device, args.bf16, args.max_pixels)
+            out = stylize_files(args.content, args.styles, args.output, args.method, dict(args.weights), args.alpha, args.style_weights,
+                                args.size or None, args.preserve_colour, args.device, args.bf16, args.max_pixels, args.allow_untrained)
         except (ValueError, OSError) as e:
             print(f"balstyle stylize: error: {e}", file=sys.stderr)
             return 2
@@ -191,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(o)
         for path, (verdict, changes) in o.reproduced.items():
             moved = ", ".join(f"{col} {v:.2g}" for col, v in changes.items() if v > 0)
-            print(f"  {path.name}: {verdict}" + (f" [{moved}]" if moved and verdict.startswith("largest") else ""))
+            print(f"  {path}: {verdict}" + (f" [{moved}]" if moved and verdict.startswith("largest") else ""))
     failed = [o for o in outcomes if not o.ok]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:", *(f"  {o.notebook.name}: {o.error}" for o in failed), sep="\n", file=sys.stderr)
         return 1
-    print(f"all {len(outcomes)} notebooks ran at {args.scale} scale")
+    print(f"all {len(outcomes)} notebooks ran at {args.scale} scale: executed copies in {outcomes[0].output.parent if outcomes else '-'}, "
+          f"figures and tables indexed in {Path(args.figures or figures_dir()) / 'README.md'}; `balstyle report` (make report) builds the site")
     return 0

@@ -5,23 +5,28 @@
 # %% ../nbs/00_core.ipynb #5fae9a07
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import importlib.util
 import json
 import logging
 import os
+import pickle
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import tqdm.std
 from torch import nn
 
 # %% auto #0
-__all__ = ['project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'progress', 'parse_setting', 'bf16_supported',
-           'bf16_autocast', 'WeightsMismatchError', 'read_state_dict', 'load_weights']
+__all__ = ['FEW', 'project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'progress', 'parse_setting',
+           'argument_type', 'check_device', 'bf16_supported', 'bf16_autocast', 'WeightsMismatchError', 'few',
+           'load_safely', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
 def project_root() -> Path:
@@ -85,6 +90,26 @@ def parse_setting(text: str, typed: bool = True) -> tuple[str, object]:
     try: return key.strip(), json.loads(value)
     except json.JSONDecodeError: return key.strip(), value
 
+# %% ../nbs/00_core.ipynb #f3b8f377
+def argument_type(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    "`check` as an argparse type: its ValueError becomes a usage error (`argument --x: <message>`)."
+    def parse(text: str):
+        try: return check(text)
+        except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = check.__name__
+    return parse
+
+def check_device(name: str) -> str:
+    "`name` when torch can compute on that device here (cpu, cuda, cuda:N); else a ValueError that says what there is."
+    try: device = torch.device(name)
+    except (RuntimeError, ValueError): raise ValueError(f"{name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cpu": return name
+    if device.type != "cuda": raise ValueError(f"{name!r}: balstyle computes on cpu or cuda, not {device.type}")
+    if not torch.cuda.is_available(): raise ValueError(f"{name!r}: this machine has no CUDA GPU that torch can use; use cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return name
+
 # %% ../nbs/00_core.ipynb #42c3cc0d
 def bf16_supported(device: str | torch.device) -> bool:
     "Whether `device` computes bfloat16 natively: a CUDA GPU that says so, or a CPU with AVX512-BF16."
@@ -103,18 +128,38 @@ class WeightsMismatchError(ValueError):
     def __init__(self, source: str, missing: list, unexpected: list, misshaped: list):
         self.source, self.missing, self.unexpected, self.misshaped = source, missing, unexpected, misshaped
         lines = [f"{source} does not fit the module:"]
-        if missing: lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected: lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        for key, got, want in misshaped: lines.append(f"  mis-shaped {key}: file has {list(got)}, module needs {list(want)}")
+        if missing: lines.append(f"  missing keys ({len(missing)}): {few(missing)}")
+        if unexpected: lines.append(f"  unexpected keys ({len(unexpected)}): {few(unexpected)}")
+        for key, got, want in misshaped[:FEW]: lines.append(f"  mis-shaped {key}: file has {list(got)}, module needs {list(want)}")
+        if len(misshaped) > FEW: lines.append(f"  … and {len(misshaped) - FEW} more mis-shaped keys")
         super().__init__("\n".join(lines))
 
+FEW = 5   # how many names an error message lists before it says how many more
+
+def few(names: Sequence[str], shown: int = FEW) -> str:
+    "The first `shown` of `names`, then how many more: a list in an error message that stays readable."
+    names = [str(n) for n in names]
+    return ", ".join(names[:shown]) + (f" … and {len(names) - shown} more" if len(names) > shown else "")
+
 # %% ../nbs/00_core.ipynb #2a348c37
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    "Read a weights file safely (`weights_only=True`), with an error that names the file."
+def load_safely(path: str | Path, what: str = "weights file"):
+    "`torch.load` on the CPU with `weights_only=True`, its errors our own: they name the file and never advise loading it unsafely."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"weights file not found: {path}")
-    try: state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable PyTorch weights file: {e}") from e
+    if not path.is_file(): raise FileNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes), not a {what}")
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:                       # torch's message suggests weights_only=False: we never do that
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        held = f" (such as {found.group(1)})" if found else ""
+        raise ValueError(f"{path} is not a plain {what}: besides tensors it holds Python objects{held}, which balstyle does "
+                         "not load because unpickling them can run code; never load an untrusted pickle. Save tensors only, "
+                         "e.g. torch.save(model.state_dict(), path)") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable {what} (truncated, or not written by torch.save): {str(e).split('. ')[0]}") from None
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    "Read a weights file safely (`load_safely`), with an error that names the file."
+    path, state = Path(path), load_safely(path)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping): state = state["state_dict"]
     if not isinstance(state, Mapping): raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     return dict(state)

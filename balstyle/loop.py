@@ -9,13 +9,15 @@ import contextlib
 import csv
 import hashlib
 import json
+import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,12 +26,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .core import cache_dir, get_logger
+from .core import cache_dir, get_logger, load_safely
 from .core import progress as progress_bar
 
 # %% auto #0
-__all__ = ['log', 'batch_keys', 'StepBatches', 'write_atomic', 'save_atomic', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'settings_digest', 'RunSettings', 'read_run', 'TrainingInterrupted', 'init_distributed', 'TrainingLoop']
+__all__ = ['log', 'RUN_FILES', 'batch_keys', 'StepBatches', 'write_atomic', 'save_atomic', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'settings_digest', 'RunSettings', 'read_run', 'Setting', 'check_settings',
+           'TrainingInterrupted', 'init_distributed', 'TrainingLoop', 'clear_run', 'claim_folder']
 
 # %% ../nbs/03_loop.ipynb #d1a03a17
 log = get_logger("loop")
@@ -85,8 +88,7 @@ def load_checkpoint(path: str | Path) -> dict:
     "A checkpoint written by `save_atomic`, loaded safely, with an error that names the file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable balstyle checkpoint: {e}") from e
+    return load_safely(path, "balstyle checkpoint")
 
 # %% ../nbs/03_loop.ipynb #aa0ee392
 def rng_state() -> dict:
@@ -133,6 +135,41 @@ def read_run(folder: str | Path) -> dict:
     if not path.is_file(): raise FileNotFoundError(f"{folder} holds no finished run (no run.json)")
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not a readable run record: {e}") from e
+
+# %% ../nbs/03_loop.ipynb #8a414bd4
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping {name: value}", list: "a list"}
+
+@dataclass(frozen=True)
+class Setting:
+    "What one setting accepts: a value of `kind`, at least `least` or above `above`, or one of `choices`; also None when `optional`."
+    kind: type = str
+    least: float | None = None
+    above: float | None = None
+    choices: tuple | None = None
+    optional: bool = False
+
+    def describe(self) -> str:
+        "The values the setting accepts, in words."
+        if self.choices is not None: said = "one of " + ", ".join(map(repr, self.choices))
+        else: said = _KINDS[self.kind] + (f" ≥ {self.least}" if self.least is not None else "") + (f" > {self.above}" if self.above is not None else "")
+        return said + (" (or null)" if self.optional else "")
+
+    def accepts(self, value) -> bool:
+        "Whether `value` is one this setting accepts."
+        if value is None: return self.optional
+        if self.choices is not None: return value in self.choices
+        if self.kind in (int, float) and isinstance(value, bool): return False
+        kinds = {float: (int, float), list: (list, tuple)}.get(self.kind, self.kind)
+        if not isinstance(value, kinds) or (self.kind is float and not math.isfinite(value)): return False
+        return (self.least is None or value >= self.least) and (self.above is None or value > self.above)
+
+def check_settings(values: dict, declared: dict[str, Setting]) -> dict:
+    "`values` as given, once each is accepted by its declared `Setting`; an unknown or refused one is a ValueError that names it."
+    unknown = sorted(set(values) - set(declared))
+    if unknown: raise ValueError(f"unknown settings {unknown}; the settings are {sorted(declared)}")
+    for name, value in values.items():
+        if not declared[name].accepts(value): raise ValueError(f"{name} must be {declared[name].describe()}, not {value!r}")
+    return values
 
 # %% ../nbs/03_loop.ipynb #45c11353
 class TrainingInterrupted(RuntimeError):
@@ -193,6 +230,10 @@ class _Log:
         if self.writer: self.writer.close()
 
 # %% ../nbs/03_loop.ipynb #ee7b5846
+def _differ(a: dict, b: dict) -> list[str]:
+    "The settings whose values differ between `a` and `b`."
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
 class TrainingLoop:
     "Resume, run, log and checkpoint the steps of a trainer; the checkpoint is `folder/checkpoint.pt`."
     def __init__(self, folder: str | Path, settings: dict, steps: int, checkpoint_every: int, resume: bool = False,
@@ -202,8 +243,8 @@ class TrainingLoop:
         self.checkpoint = load_checkpoint(self.path) if resume and self.path.is_file() else None
         if self.checkpoint is not None and self.checkpoint["config"] != settings:
             theirs = self.checkpoint["config"]
-            differ = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
-            raise ValueError(f"{self.path} was written by a run with other settings ({differ}); use another `out` folder")
+            raise ValueError(f"{self.path} was written by a run with other settings ({_differ(settings, theirs)}); "
+                             "give another folder (--out), or restart it (restart=True, --restart)")
         self.start = self.checkpoint["step"] if self.checkpoint else 0
         self.seconds = self.checkpoint["seconds"] if self.checkpoint else 0.0
 
@@ -216,11 +257,6 @@ class TrainingLoop:
         for name, obj in state.items(): obj.load_state_dict(self.checkpoint["state"][name])
         set_rng_state(self.checkpoint["rng"])
         log.info(f"resuming {self.folder} at step {self.start}")
-
-    @staticmethod
-    def finished(folder: str | Path, settings: dict) -> bool:
-        "Whether `folder` holds a finished run (`run.json`) of these settings."
-        return (Path(folder) / "run.json").is_file() and read_run(folder)["config"] == settings
 
     def finish(self, weights: dict[str, dict], **summary) -> dict:
         "Write `weights` ({file: state dict}) atomically to `weights/`, then `run.json`: settings, wall time, final losses, checksums, `summary`."
@@ -271,3 +307,30 @@ class TrainingLoop:
             log.info(f"{desc or self.folder.name}: steps {self.start + 1}–{n} of {self.steps} in {self.seconds:.0f} s"
                      + (f", final total {row['total']:.4g}" if "total" in row else ""))
         return self.seconds
+
+# %% ../nbs/03_loop.ipynb #8b3aed3d
+RUN_FILES = ("run.json", "checkpoint.pt", "log.csv", "config.json", "weights", "tensorboard")   # what a run writes, `run.json` first
+
+def clear_run(folder: str | Path) -> None:
+    "Remove a run's own files (`RUN_FILES`) from `folder`, `run.json` first; anything else there stays."
+    for name in RUN_FILES:
+        path = Path(folder) / name
+        if path.is_dir(): shutil.rmtree(path)
+        else: path.unlink(missing_ok=True)
+
+def claim_folder(folder: str | Path, settings: dict, resume: bool = False, restart: bool = False) -> bool:
+    "True when `folder` holds the finished run of `settings` (reuse it); else make it ready to train, refusing a run that is not to be touched."
+    folder = Path(folder)
+    if restart:
+        clear_run(folder)
+        return False
+    if (folder / "run.json").is_file():
+        theirs = read_run(folder)["config"]
+        if theirs == settings: return True
+        raise ValueError(f"{folder} holds a finished run of other settings ({_differ(settings, theirs)}): "
+                         "give another folder (--out), or restart it (restart=True, --restart) to replace that run")
+    if (folder / "checkpoint.pt").is_file() and not resume:
+        step = load_checkpoint(folder / "checkpoint.pt")["step"]
+        raise ValueError(f"{folder} holds an unfinished run (checkpointed at step {step}): continue it with resume=True (--resume), "
+                         "or train it again from step 0 with restart=True (--restart)")
+    return False

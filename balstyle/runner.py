@@ -31,7 +31,7 @@ log = get_logger("runner")
 # %% auto #0
 __all__ = ['log', 'SCALES', 'ZOO_SEEDS', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index',
            'artefact_snapshot', 'table_changes', 'reproduction', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce',
-           'read_status', 'remove_stale_temporaries', 'study_status']
+           'read_status', 'remove_stale_temporaries', 'committed_results', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -59,6 +59,8 @@ ZOO_SEEDS = {"smoke": [0, 1], "cpu": [0, 1], "paper": [0]}   # the zoo's trainin
 _eval = lambda **extra: {"smoke": dict(_EVAL, loss_weights="default", seeds=ZOO_SEEDS["smoke"], **extra),
                          "cpu": dict(_EVAL, loss_weights="default", seeds=ZOO_SEEDS["cpu"], **extra),
                          "paper": dict(_EVAL, loss_weights="imagenet", seeds=ZOO_SEEDS["paper"], **extra)}
+_human = lambda n_items: {s: p | dict(votes=None, raters=5, n_resamples=10000, n_items=n)       # the human studies (`balstyle.annotate`)
+                          for (s, p), n in zip(_eval().items(), n_items)}
 _SPACE = dict(data=None, seed=0)                          # paper B: the procedural portraits unless `data` names a folder of faces
 _space = lambda **sizes: {"smoke": dict(_SPACE, **{k: v[0] for k, v in sizes.items()}),
                           "cpu": dict(_SPACE, **{k: v[1] for k, v in sizes.items()}), "paper": dict(_SPACE, **{k: v[1] for k, v in sizes.items()})}
@@ -107,6 +109,12 @@ STUDIES = {s.name: s for s in [
           presets=_eval(alphas=[1.0, 0.75, 0.4], n_pairs=16)),
     Study("fig1", "fig1_teaser.ipynb", "Paper A, Figure 1: the classic and the balanced model of each method on random unseen pairs",
           presets=_eval(n_pairs=3)),
+    Study("study2_5", "study2_5_human_ratings.ipynb",
+          "Paper A, Studies II and V (Tables 2, 3, Figure 3): human ratings against each layer's classic and balanced loss; a simulated panel unless votes are given",
+          presets=_human(n_items=(24, 400, 1000))),
+    Study("fig8", "fig8_human_preference.ipynb",
+          "Paper A, Figure 8: which model's pastiche annotators prefer, per method and overall; a simulated panel unless votes are given",
+          presets=_human(n_items=(24, 400, 2200))),
     Study("stylespace_fig1", "stylespace_fig1_metric.ipynb",
           "Paper B, Figure 1: nearest-artist accuracy and eq 10's variance ratio by style dimensions, metric learning vs classifier vs pairwise",
           presets=_space()),
@@ -235,7 +243,8 @@ class Outcome:
 
     def __str__(self):
         status = f"ok in {self.wall_time_s:.0f} s" if self.ok else f"FAILED: {self.error}"
-        return f"{self.name} ({self.notebook}): {status}"
+        made = f"; wrote {len(self.artefacts)} figures and tables" if self.artefacts else ""
+        return f"{self.name}: {status}; executed copy {self.output or 'not written'}{made}"
 
 @contextlib.contextmanager
 def _environment(**values):
@@ -317,10 +326,12 @@ def reproduce(scale: str = "cpu", only: list[str] | None = None, parameters: dic
         lock = runs / f".{study.name}.lock"
         with exclusive(lock, waiting=lambda: log.info(f"{study.name} at {scale} scale is running in another process: waiting for it ({lock})")):
             log.info(f"running {study.name} at {scale} scale")
+            _write_status(runs, study.name, running=os.getpid(), started=_now())     # a run killed now is listed as killed
             outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout, before)
         log.info(str(outcome))
         outcomes.append(outcome)
-        _write_status(runs, outcome)
+        _write_status(runs, outcome.name, ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1), date=_now(),
+                      artefacts=[str(a) for a in outcome.artefacts])
     with exclusive(figures / ".index.lock"): write_index(figures)
     return outcomes
 
@@ -331,12 +342,15 @@ def read_status(status_file: Path) -> dict:
         log.warning(f"{status_file} is unreadable ({e}); starting it afresh")
         return {}
 
-def _write_status(runs: Path, outcome: Outcome):
+def _now() -> str: return datetime.datetime.now().isoformat(timespec="seconds")
+
+def _write_status(runs: Path, study: str, **entry):
+    "Update `study`'s entry in `runs/status.json`: `running` (a pid) while it runs, kept beside the last result; the result replaces both."
     status_file = runs / "status.json"
     with exclusive(runs / ".status.lock"):                   # read, update and replace as one step: concurrent runs lose no entry
         status = read_status(status_file)
-        status[outcome.name] = dict(ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1),
-                                    date=datetime.datetime.now().isoformat(timespec="seconds"), artefacts=[str(a) for a in outcome.artefacts])
+        last = {k: v for k, v in status.get(study, {}).items() if k not in ("running", "started")}
+        status[study] = last | entry if "running" in entry else entry
         write_atomic(status_file, lambda f: f.write(json.dumps(status, indent=1)), "w")
 
 def remove_stale_temporaries(folder: Path):
@@ -346,16 +360,34 @@ def remove_stale_temporaries(folder: Path):
         if pid.isdigit() and Path(f"/proc/{pid}").exists(): continue        # a live writer's
         tmp.unlink(missing_ok=True)
 
-def study_status(runs: str | Path | None = None) -> list[dict]:
-    "Every registered study with the result of its last run at each scale, and study notebooks not registered."
-    runs = Path(runs or runs_dir())
+def committed_results(figures: str | Path | None = None) -> dict[tuple[str, str], str]:
+    "{(notebook, scale): the latest date} of the figures and tables under `figures` (their provenance), e.g. those a clone ships with."
+    dates = {}
+    for prov in Path(figures or figures_dir()).glob("_provenance/**/*.json"):
+        try: e = json.loads(prov.read_text())
+        except (ValueError, OSError): continue
+        key = (e.get("notebook"), e.get("scale"))
+        dates[key] = max(dates.get(key, ""), e.get("date", ""))
+    return dates
+
+def _said(result: dict | None, committed: str | None) -> str:
+    "One study's state at one scale, in words: its last run here (and a run killed or running since), or the figures committed."
+    if result is None: return f"committed figures from {committed}, not run here" if committed else "never run"
+    said = "" if "ok" not in result else (f"ok ({result['wall_time_s']:.0f} s, {result['date'][:10]})" if result["ok"] else "FAILED")
+    if "running" in result:
+        alive = Path(f"/proc/{result['running']}").exists()
+        said = (f"running since {result['started']} (pid {result['running']})" if alive else f"KILLED in the run started {result['started']}") + (
+            f"; the last finished run: {said}" if said else "")
+    return said
+
+def study_status(runs: str | Path | None = None, figures: str | Path | None = None) -> list[dict]:
+    "Every registered study with the result of its last run at each scale (`_said`), and study notebooks not registered."
+    runs, committed = Path(runs or runs_dir()), committed_results(figures)
     status = {s: read_status(runs / s / "status.json") for s in SCALES}
     rows = []
     for study in STUDIES.values():
         row = dict(study=study.name, notebook=study.notebook, makes=study.makes)
-        for s in SCALES:
-            r = status[s].get(study.name)
-            row[s] = "never run" if r is None else (f"ok ({r['wall_time_s']:.0f} s, {r['date'][:10]})" if r["ok"] else "FAILED")
+        for s in SCALES: row[s] = _said(status[s].get(study.name), committed.get((study.notebook, s)))
         rows.append(row)
     registered = {s.notebook for s in STUDIES.values()}
     for nb in sorted(studies_dir().glob("*.ipynb")):

@@ -87,6 +87,8 @@ def test_a_run_killed_mid_study_leaves_the_last_good_files_and_the_rerun_recover
     assert (folder / "runs" / "smoke" / "slow.ipynb").read_text() == executed   # the last good executed copy, not the partial one
     whole_but_partial = list((folder / "runs" / "smoke").glob(".slow.partial-*.ipynb"))
     assert whole_but_partial                                            # the killed run's partial copy, hidden beside it
+    from balstyle.runner import _said, read_status
+    assert _said(read_status(folder / "runs" / "smoke" / "status.json")["slow"], None).startswith("KILLED in the run started")
     (folder / "studies" / "slow.ipynb").write_text((folder / "studies" / "slow.ipynb").read_text().replace("seconds = 60", "seconds = 0"))
     assert start(folder).communicate(timeout=240)[0].strip().endswith("ok")
     whole(folder)
@@ -113,10 +115,10 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_names_the_pa
 
 
 def test_a_corrupt_status_file_is_named_and_rebuilt(tmp_path, caplog):
-    from balstyle.runner import Outcome, _write_status, study_status
+    from balstyle.runner import _write_status, study_status
     runs = tmp_path / "runs"; (runs / "smoke").mkdir(parents=True)
     (runs / "smoke" / "status.json").write_text('{"table4": {"ok": tr')               # torn by a writer that died
     rows = study_status(runs)                                                        # no traceback: every study, never run
     assert len(rows) > 1 and str(runs / "smoke" / "status.json") in caplog.text
-    _write_status(runs / "smoke", Outcome("table4", Path("table4_zoo.ipynb"), True, wall_time_s=1.0))
+    _write_status(runs / "smoke", "table4", ok=True, error="", wall_time_s=1.0, date="2026-11-25T00:00:00", artefacts=[])
     assert json.loads((runs / "smoke" / "status.json").read_text())["table4"]["ok"] is True

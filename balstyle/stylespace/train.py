@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..core import exclusive, get_logger
 from ..data import anime_faces, to_tensor_transform
 from ..standins.synth import SYNTH_VERSION, synth_dataset
-from ..loop import RunSettings, StepBatches, TrainingLoop, batch_keys, read_run
+from ..loop import RunSettings, StepBatches, TrainingLoop, batch_keys, claim_folder, read_run
 from .data import artist_test_split
 from .metric import StyleMetricLoss, initial_log_scales, nested_dropout_weights, pairwise_style_loss, variance_ratio
 from .models import LAB_ERROR_WEIGHTS, CodeNormaliser, ConsortiumDiscriminator, ContentVAE, generator_terms, prune_dims
@@ -401,13 +401,13 @@ def _gan_stage(config: SpaceConfig, data: Portraits, device) -> Stage:
 # %% ../../nbs/24_stylespace_train.ipynb #96ba3b04
 STAGE_BUILDERS = {"metric": _style_stage, "pairwise": _style_stage, "classifier": _style_stage, "vae": _vae_stage, "gan": _gan_stage}
 
-def train_space(config: SpaceConfig, *, out: str | Path | None = None, resume: bool = True, device: str | None = None,
-                progress: bool = True, stop_at: int | None = None) -> Path:
-    "Train one stage (or reuse it when finished with the same settings); returns its run folder."
+def train_space(config: SpaceConfig, *, out: str | Path | None = None, resume: bool = True, restart: bool = False,
+                device: str | None = None, progress: bool = True, stop_at: int | None = None) -> Path:
+    "Train one stage (or reuse it when finished with the same settings; `claim_folder` says when a folder is refused); returns its run folder."
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder, settings = Path(out) if out else config.run_dir(), config.settings()
     with exclusive(folder.with_name(f".{folder.name}.lock")):      # one trainer per stage; a second one waits, then reuses it
-        if resume and TrainingLoop.finished(folder, settings):
+        if claim_folder(folder, settings, resume, restart):
             log.info(f"stage {config.stage} ({config.scale}) is already trained in {folder}")
             return folder
         loop = TrainingLoop(folder, settings, config.steps, config.checkpoint_every, resume)

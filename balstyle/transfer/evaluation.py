@@ -23,7 +23,7 @@ from ..core import bf16_autocast, cache_dir, exclusive, get_logger
 from ..core import progress as progress_bar
 from ..data import ImageFiles, deception_test_split, dtd, image_files, load_image, painter_by_numbers_info, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
-from ..loop import RunSettings, TrainingLoop, read_run, write_atomic
+from ..loop import RunSettings, TrainingLoop, claim_folder, read_run, write_atomic
 from ..standins.synth import synth_dataset
 from .losses import balanced_style_loss, classic_style_loss, content_loss
 from .methods import METHODS, get_method
@@ -156,7 +156,7 @@ def train_artist_net(config: ArtistConfig, *, out: str | Path | None = None, dev
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     folder = Path(out) if out else config.run_dir()
     with exclusive(folder.with_name(f".{folder.name}.lock")):
-        if TrainingLoop.finished(folder, config.settings()): return folder
+        if claim_folder(folder, config.settings(), resume=True): return folder
         info = painter_by_numbers_info(config.data)
         painters = sorted(info.loc[info["split"] == "train", "artist"].unique())
         known = info[info["artist"].isin(painters)]

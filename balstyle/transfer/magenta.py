@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torchvision.models import Inception_V3_Weights
 from torchvision.models import inception as tv_inception
 
-from ..core import get_logger, load_weights
+from ..core import few, get_logger, load_weights, read_state_dict
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
 from .losses import gram
 from .models import Method, Recipe, StyleTransfer, blend, mse
@@ -599,6 +599,7 @@ def read_tf_variables(path: str | Path) -> dict[str, np.ndarray]:
     "The arrays of an `.npz` of TF variables ({name: array}, as `np.savez` writes them), read without pickles."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"Magenta variables file not found: {path}")
+    if path.stat().st_size == 0: raise ValueError(f"{path} is empty (0 bytes), not an .npz of TF variables")
     try: data = np.load(path, allow_pickle=False)
     except Exception as e: raise ValueError(f"{path} is not a readable .npz of TF variables: {e}") from e
     if not isinstance(data, np.lib.npyio.NpzFile):
@@ -635,10 +636,9 @@ def load_tf_variables(model: Magenta, variables: Mapping[str, np.ndarray | torch
         ready[key] = value.permute(3, 2, 0, 1) if _is_kernel(name) else value
 
     if missing or unexpected or misshaped:
-        parts = [f"{label} ({len(items)}):\n  " + "\n  ".join(items)
-                 for label, items in (("missing", missing), ("unexpected", unexpected),
-                                      ("mis-shaped", misshaped)) if items]
-        raise ValueError("TF variables do not fit the Magenta model; " + "\n".join(parts))
+        parts = [f"{label} ({len(items)}): {few(items)}" for label, items in (("missing", missing), ("unexpected", unexpected),
+                                                                             ("mis-shaped", misshaped)) if items]
+        raise ValueError("TF variables do not fit the Magenta model; " + "; ".join(parts))
 
     with torch.no_grad():
         for key, value in ready.items():
@@ -687,7 +687,7 @@ def load_imagenet_predictor(model: Magenta, path: str | Path | None = None) -> s
         log.warning(f"no ImageNet Inception-v3 at {path}: Magenta's style predictor starts from random weights (the reference "
                     f"restores one, flag inception_v3_checkpoint); put torchvision's {imagenet_inception_file().name} there to start from it")
         return ""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path)
     convs = predictor_state_from_torchvision(model.predictor, state)
     for name, conv_state in convs.items(): model.predictor.get_submodule(name).load_state_dict(conv_state)   # strict
     scaled = [n for n in convs if not torch.equal(state[f"{n}.bn.weight"], torch.ones_like(state[f"{n}.bn.weight"]))]
@@ -731,4 +731,4 @@ MAGENTA = Method(
                            "data": "reference code: image_utils.imagenet_inputs (258, centre 256) and arbitrary_style_image_inputs "
                                    "(augment_style_images, random_style_image_size); at paper scale only"}),
     cpu_budget=dict(steps=150, lr_scale=30.0), terms=tv_terms, reference_loss=reference_loss, pretrained_init=load_imagenet_predictor,
-    official="the arbitrary_style_transfer checkpoint, its variables saved as .npz (magenta)", official_loss="Classic + VGG-16")
+    whole_model_parts=("tf",), official="the arbitrary_style_transfer checkpoint, its variables saved as .npz (magenta)", official_loss="Classic + VGG-16")

@@ -214,6 +214,7 @@ class TrainingSpec:
     style_loss: bool = True                     # False: a stage with no style term (the reconstruction decoder)
     reference_loss: Callable | None = None      # (model, pastiche, content, style) → the reference code's own {"content", "style"}
     pretrained_init: Callable | None = None     # (model) → what it loaded before training (e.g. ImageNet weights when cached), "" if nothing
+    whole_model_parts: tuple = ()               # parts whose one file holds every trained part (Magenta's `tf`: the authors' checkpoint)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -226,6 +227,11 @@ class TrainingSpec:
         unknown = sorted(set(weights) - set(self.parts))
         if unknown: raise ValueError(f"{self.name} has no weight part {unknown}; its parts are {list(self.parts)}")
         return self.model(**{f"{part}_weights": path for part, path in weights.items()})
+
+    def untrained_parts(self, weights: dict | None = None) -> list[str]:
+        "The trained parts (`weight_files`) that `weights` leaves out, which `build` would leave at their random start."
+        given = set(weights or {})
+        return [] if given & set(self.whole_model_parts) else [part for part in self.weight_files if part not in given]
 
     def load_run(self, weights_folder: str | Path) -> StyleTransfer:
         "The model with every file a training run wrote to `weights_folder` loaded."

