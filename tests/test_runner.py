@@ -102,8 +102,10 @@ def test_every_study_runs_at_smoke_scale_through_the_command(tmp_path):
     figures, runs = tmp_path / "figures", tmp_path / "runs"
     command = Path(sys.executable).parent / "balstyle"       # the console script, as a user runs it
     result = subprocess.run([str(command), "reproduce", "--scale", "smoke",
-                             "--figures", str(figures), "--runs", str(runs)], capture_output=True, text=True, timeout=1200)
+                             "--figures", str(figures), "--runs", str(runs)], capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"executed copies in {runs / 'smoke'}, figures and tables indexed in {figures / 'README.md'}" in result.stdout.splitlines()[-1]
+    assert f"study3: ok in" in result.stdout and f"executed copy {runs / 'smoke' / 'study3_loss_vs_supremum.ipynb'}" in result.stdout
     index = (figures / "README.md").read_text()
     status = json.loads((runs / "smoke" / "status.json").read_text())
     assert set(status) == set(STUDIES) and all(s["ok"] and s["artefacts"] for s in status.values())
