@@ -15,11 +15,13 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
+from .data import bundled_photos, to_tensor_transform
 from .plots import image_grid
 from .transfer.losses import balanced_style_loss, classic_style_loss
 
 # %% auto #0
-__all__ = ['Explorer', 'show', 'style_mixer', 'a_trained_model', 'loss_explorer', 'dimension_explorer']
+__all__ = ['MIXER_SETTINGS', 'Explorer', 'show', 'style_mixer', 'a_trained_model', 'method_mixer', 'loss_explorer',
+           'dimension_explorer']
 
 # %% ../nbs/09_teach.ipynb #8aab4204
 class Explorer(widgets.VBox):
@@ -53,7 +55,8 @@ def show(explorer: Explorer, settings: list[dict]):
     explorer.set(**start)
 
 # %% ../nbs/09_teach.ipynb #2fda2e52
-def style_mixer(model, content: torch.Tensor, styles: list[torch.Tensor], names: list[str] | None = None) -> Explorer:
+def style_mixer(model, content: torch.Tensor, styles: list[torch.Tensor], names: list[str] | None = None,
+                title: str = "Style strength α and the mix of styles") -> Explorer:
     "Sliders for α and each style's weight over `model.stylize(content, styles, weights, alpha)`: the content, the styles and the pastiche."
     names = names or [f"style {k + 1}" for k in range(len(styles))]
     slider = lambda value, label: widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description=label, continuous_update=False)
@@ -66,7 +69,7 @@ def style_mixer(model, content: torch.Tensor, styles: list[torch.Tensor], names:
         pastiche = model.stylize(content, styles, w, alpha)
         labels = ["content", *(f"{n} ({x / sum(w):.0%})" for n, x in zip(names, w)), f"pastiche, α = {alpha:.2f}"]
         return image_grid([content[0], *(s[0] for s in styles), pastiche[0]], 1, len(styles) + 2, col_labels=labels, tile=2.0), pastiche
-    return Explorer(controls, render, "Style strength α and the mix of styles")
+    return Explorer(controls, render, title)
 
 # %% ../nbs/09_teach.ipynb #15679cc0
 def a_trained_model(method: str, loss: str = "balanced"):
@@ -77,6 +80,15 @@ def a_trained_model(method: str, loss: str = "balanced"):
     import tempfile
     folder = train(method, loss, "smoke", out=Path(tempfile.mkdtemp(prefix="balstyle-teach-")) / "run", progress=False)
     return load_trained(folder), f"a smoke-scale {method} ({loss} loss) trained for two steps now: the cpu zoo is not trained here"
+
+MIXER_SETTINGS = [dict(alpha=a) for a in (1.0, 0.6, 0.3)] + [dict(alpha=1.0, w0=1.0, w1=1.0)]   # what a page without a kernel shows
+
+def method_mixer(method: str, loss: str = "balanced", size: int = 256) -> Explorer:
+    "`style_mixer` on `a_trained_model(method, loss)` with bundled photos: the astronaut as content, the coffee and the Hubble field as styles."
+    model, said = a_trained_model(method, loss)
+    photos, load = bundled_photos(), to_tensor_transform(size)
+    styles = [load(photos[name])[None] for name in ("coffee", "hubble_deep_field")]
+    return style_mixer(model, load(photos["astronaut"])[None], styles, ["coffee", "Hubble field"], f"Style strength α and the mix of styles: {said}")
 
 # %% ../nbs/09_teach.ipynb #fd29838b
 @torch.no_grad()
