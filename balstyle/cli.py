@@ -213,5 +213,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:", *(f"  {o.notebook.name}: {o.error}" for o in failed), sep="\n", file=sys.stderr)
         return 1
     print(f"all {len(outcomes)} notebooks ran at {args.scale} scale: executed copies in {outcomes[0].output.parent if outcomes else '-'}, "
-          f"figures and tables indexed in {Path(args.figures or figures_dir()) / 'README.md'}; `balstyle report` (make report) builds the site")
+          f"figures and tables indexed in {Path(args.figures or figures_dir()) / 'README.md'}; `balstyle report` (make report) builds the site, _site/index.html")
     return 0
