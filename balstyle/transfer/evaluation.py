@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..core import bf16_autocast, cache_dir, exclusive, get_logger
+from ..core import bf16_autocast, cache_dir, exclusive, get_logger, load_weights
 from ..core import progress as progress_bar
 from ..data import ImageFiles, deception_test_split, dtd, image_files, load_image, painter_by_numbers_info, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, loss_network
@@ -38,7 +38,8 @@ __all__ = ['log', 'EVAL_SCALES', 'ARTIST_LAYERS', 'ARTIST_SCALES', 'evaluation_s
            'deceived', 'Scorer', 'build_scorer', 'score_images', 'score_models', 'score_model', 'paired_interval',
            'file_checksum', 'ZooScores', 'score_zoo', 'paired_models', 'seed_models', 'seed_differences',
            'seed_verdict', 'across_seeds', 'spread_ratio', 'spread_by_seed', 'deception_bounds', 'distribution_figure',
-           'quantile_pairs', 'examples_figure', 'pair_images', 'pastiches']
+           'quantile_pairs', 'examples_figure', 'stand_in_caveat', 'loss_summary', 'content_sign_lines', 'spread_lines',
+           'pair_images', 'pastiches']
 
 # %% ../../nbs/18_evaluation.ipynb #32a9a57d
 EVAL_SCALES = {
@@ -189,7 +190,7 @@ def load_artist_net(folder: str | Path) -> ArtistNet:
     "The artist network of a finished run, in eval mode."
     run = read_run(folder)
     net = ArtistNet(len(run["painters"]), run["config"]["hidden"])
-    net.load_state_dict(torch.load(Path(folder) / "weights" / "artist_net.pt", map_location="cpu", weights_only=True))
+    load_weights(net, Path(folder) / "weights" / "artist_net.pt")
     return net.eval()
 
 # %% ../../nbs/18_evaluation.ipynb #04acea9e
@@ -470,6 +471,41 @@ def examples_figure(zoo: ZooScores, models: list, column: str, quantiles=(0.05, 
         rows.append(f"{name}\n" + " / ".join(f"{zoo.scores[name].loc[p, column]:.3g}" for p in picks))
     columns = [f"{label}, q {q:.2f}" if label == "pastiche" else label for q in quantiles for label in ("content", "style", "pastiche")]
     return image_grid(images, len(rows), 3 * len(quantiles), rows, columns, tile=1.1, title=title)
+
+# %% ../../nbs/18_evaluation.ipynb #bd2e1f42
+def stand_in_caveat(scale: str, sep: str = " ") -> str:
+    "The sentence that ends every verdict below `paper` scale (after `sep`); nothing at `paper` scale."
+    return "" if scale == "paper" else f"{sep}A small-scale measurement on procedural stand-ins, not the paper's result."
+
+def loss_summary(long: pd.DataFrame, column: str) -> pd.DataFrame:
+    "Per model (every training seed): its method, loss and seed, then `column`'s count, mean, 5%, 50% and 95% quantiles and their 95/5 ratio (`spread_95_5`)."
+    summary = long.groupby("model", sort=False)[["method", "loss", "seed"]].first().astype(dict(seed="Int64"))   # official models: no seed
+    summary = summary.join(long.groupby("model", sort=False)[column].describe(percentiles=[0.05, 0.5, 0.95]))
+    return summary.assign(spread_95_5=summary["95%"] / summary["5%"])
+
+def content_sign_lines(long: pd.DataFrame, summary: pd.DataFrame, column: str, sign: int) -> list[str]:
+    "Spearman ρ(`column`, content loss) per model, and which trained models have the paper's `sign` (+1 or −1) at every training seed."
+    rho = {model: scipy.stats.spearmanr(g[column], g["content"]).statistic for model, g in long.groupby("model", sort=False)}
+    agree = {m for m, r in rho.items() if sign * r > 0}
+    trained = summary[summary["loss"].isin(LOSSES)]
+    per_seed = "; ".join(f"seed {s}: {sum(m in agree for m in g.index)} of {len(g)}" for s, g in trained.groupby("seed", sort=False))
+    steady = {f"{m} {l}": all(n in agree for n in g.index) for (m, l), g in trained.groupby(["method", "loss"], sort=False)}
+    official = list(summary.index[summary["loss"] == "official"])
+    return [f"Spearman ρ({column} loss, content loss) per model: " + ", ".join(f"{m} {r:+.2f}" for m, r in rho.items()) + ".",
+            f"Trained models whose sign is the paper's reading ({'positive' if sign > 0 else 'negative'}), per seed: {per_seed}"
+            + (f"; {sum(m in agree for m in official)} of {len(official)} official models" if official else "") + ".",
+            f"The paper's sign at every seed: {sum(steady.values())} of {len(steady)} method-and-loss models"
+            + (f" ({', '.join(k for k, v in steady.items() if v)})" if any(steady.values()) else "") + "."]
+
+def spread_lines(spreads: pd.DataFrame, column: str, note: str = "") -> list[str]:
+    "`spread_by_seed`'s table in words: per method and seed the two models' 95/5 ratios, their ratio and interval, and the verdict; then the count of methods (`note` before its full stop)."
+    verdicts = spreads.groupby(level="method", sort=False)["verdict"].first().to_dict()
+    lines = [f"95th/5th percentile ratio of the {column} loss, classic model over balanced model (paired bootstrap 95% interval), per seed:"]
+    for method, g in spreads.groupby(level="method", sort=False):
+        lines.append(f"  {method}: " + "; ".join(f"seed {s} {r.classic_model:.3g} / {r.balanced_model:.3g} = {r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}]"
+                                              for (_, s), r in g.iterrows()) + f" → the classic model's distribution: {verdicts[method]}")
+    return lines + [f"The classic model's distribution is wider at every seed for {sum(v == 'wider at every seed' for v in verdicts.values())} of "
+                    f"{len(verdicts)} methods{note}."]
 
 # %% ../../nbs/18_evaluation.ipynb #b515b267
 def pair_images(zoo: ZooScores, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:

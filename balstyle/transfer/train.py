@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from ..core import argument_type, bf16_autocast, bf16_supported, check_device, exclusive, get_logger, parse_setting
+from ..core import argument_type, bf16_autocast, bf16_supported, check_device, exclusive, get_logger, parse_setting, read_state_dict
 from ..data import coco_images, painter_by_numbers, to_tensor_transform
 from ..features import PAPER_CONTENT_LAYER, PAPER_STYLE_LAYERS, VGGWeights, loss_network
 from ..loop import (RunSettings, Setting, StepBatches, TrainingInterrupted, TrainingLoop, batch_keys, check_settings, claim_folder,
@@ -37,12 +37,12 @@ from .models import StyleTransfer, load_decoder
 
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'SCALE_SETTINGS', 'SYNTH_DATA', 'TRANSFORM_INITS', 'EXTRA_CALIBRATIONS', 'PRECISIONS', 'RUN_SETTINGS',
-           'STYLE_AUGMENTATION', 'RunConfig', 'run_config', 'colour_jitter', 'TrainingCrops', 'SizedBatches',
-           'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used', 'term_shares',
-           'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label', 'trainable_state',
-           'saved_state', 'identity_transform', 'train', 'precision_used', 'reproducible', 'Run', 'build_run',
-           'run_steps', 'check_inputs', 'train_config', 'load_trained', 'zoo_name', 'train_zoo', 'run_checksum',
-           'checked_setting', 'add_train_arguments', 'train_command', 'main']
+           'STYLE_AUGMENTATION', 'RunConfig', 'check_crop', 'run_config', 'colour_jitter', 'TrainingCrops',
+           'SizedBatches', 'training_images', 'Objective', 'TrainingStep', 'calibrate', 'extra_weights_used',
+           'term_shares', 'calibration_shares', 'recalibrate_batch_norm', 'training_model', 'encoder_label',
+           'trainable_state', 'saved_state', 'identity_transform', 'train', 'precision_used', 'reproducible', 'Run',
+           'build_run', 'run_steps', 'check_inputs', 'train_config', 'load_trained', 'zoo_name', 'train_zoo',
+           'run_checksum', 'checked_setting', 'add_train_arguments', 'train_command', 'main']
 
 # %% ../../nbs/17_train.ipynb #c50cff8b
 log = get_logger("train")
@@ -110,6 +110,10 @@ RUN_SETTINGS = {   # what each `RunConfig` field accepts: the one declaration th
     "encoder": Setting(str, optional=True), "content_crop": Setting(choices=("random", "centre")), "style_augment": Setting(bool),
     "style_sizes": Setting(list, optional=True), "precision": Setting(choices=PRECISIONS), "threads": Setting(int, least=1, optional=True)}
 
+def check_crop(image_size: int, load_size: int):
+    "Refuse a crop larger than the image it is cut from (shorter side resized to `load_size`)."
+    if load_size < image_size: raise ValueError(f"load_size ({load_size}) must be at least image_size ({image_size})")
+
 def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_data: str | None = None,
                style_data: str | None = None, loss_weights: str = "default", seed: int = 0, **overrides) -> RunConfig:
     "The configuration of a run: the method's recipe, adapted to `scale`, then `overrides` (any `RunConfig` field)."
@@ -135,7 +139,7 @@ def run_config(method: str, loss: str = "classic", scale: str = "cpu", content_d
                      {k: RunConfig.later_fields[k] for k in ("content_crop", "style_augment", "style_sizes")}))
     config = check_settings(config | {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}, RUN_SETTINGS)
     if config["image_size"] < spec.model.min_size: raise ValueError(f"image_size must be at least {method}'s minimum, {spec.model.min_size}, not {config['image_size']}")
-    if config["load_size"] < config["image_size"]: raise ValueError(f"load_size ({config['load_size']}) must be at least image_size ({config['image_size']})")
+    check_crop(config["image_size"], config["load_size"])
     if config["transform_init"] == "identity" and spec.identity_init is None:
         starts = [name for name, t in trainables().items() if t.identity_init]
         raise ValueError(f"transform_init='identity' is for the methods with an identity start ({', '.join(starts)}); {method} has none")
@@ -160,7 +164,7 @@ def colour_jitter(image: torch.Tensor, rng: np.random.Generator, brightness: flo
 class TrainingCrops(Dataset):
     "Images of `images` (an `ImageFiles`) keyed by (index, crop seed[, size]): shorter side to `load_size`, a crop, a flip, an optional jitter."
     def __init__(self, images: Dataset, image_size: int, load_size: int, flip: bool = False, centre: bool = False, augment: bool = False):
-        if load_size < image_size: raise ValueError(f"load_size ({load_size}) must be at least image_size ({image_size})")
+        check_crop(image_size, load_size)
         self.images, self.image_size, self.load_size, self.flip, self.centre, self.augment = images, image_size, load_size, flip, centre, augment
     def __len__(self): return len(self.images)
     def __getitem__(self, key: tuple) -> torch.Tensor:
@@ -343,7 +347,7 @@ def _reconstruction_decoder(config: RunConfig, device, **kw) -> dict:
     stage = run_config(RECONSTRUCTION_DECODER.name, "classic", config.scale, config.content_data, config.style_data,
                        config.loss_network, config.seed, encoder=config.encoder, precision=config.precision, threads=config.threads)
     folder = train_config(stage, device=device, resume=True, **kw)
-    return torch.load(folder / "weights" / RECONSTRUCTION_DECODER.weight_files["decoder"], map_location="cpu", weights_only=True)
+    return read_state_dict(folder / "weights" / RECONSTRUCTION_DECODER.weight_files["decoder"])
 
 # %% ../../nbs/17_train.ipynb #e3f95f22
 def train(method: str, loss: str = "classic", scale: str = "cpu", *, out: str | Path | None = None, resume: bool = False,
@@ -403,7 +407,7 @@ def build_run(config: RunConfig, folder: Path, *, resume: bool = False, device: 
     "Everything before the first step: the model (its decoder and transformation started as `config` says), β and the optimiser, from the checkpoint when resuming."
     loop = TrainingLoop(folder, config.settings(), config.steps, config.checkpoint_every, resume, rank, world)
     decoder_state = _reconstruction_decoder(config, device, workers=workers, progress=progress) if config.decoder_init == "reconstruction" else (
-        torch.load(config.decoder_init, map_location="cpu", weights_only=True) if config.decoder_init else None)
+        read_state_dict(config.decoder_init) if config.decoder_init else None)
     torch.manual_seed(config.seed)                                           # the same initial weights on every rank
     content, style, data_label = training_images(config)
     loss_net = loss_network("vgg16", config.loss_network, tuple(dict.fromkeys((*PAPER_STYLE_LAYERS, PAPER_CONTENT_LAYER))))
