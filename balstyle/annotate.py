@@ -87,11 +87,11 @@ class VoteStore:
             self._local.db = db
         return self._local.db
 
-    def join(self, name: str) -> str:
-        "The token of the annotator called `name`, made on first use (the same name again resumes)."
+    def join(self, name: str, token: str | None = None) -> str:
+        "The token of the annotator called `name`, made on first use (random unless given; the same name again resumes)."
         name = name.strip()
         if not 0 < len(name) <= 60: raise ValueError("a name must have 1 to 60 characters")
-        self._db().execute("INSERT OR IGNORE INTO annotators VALUES (?, ?, ?)", (secrets.token_urlsafe(12), name, timestamp("milliseconds")))
+        self._db().execute("INSERT OR IGNORE INTO annotators VALUES (?, ?, ?)", (token or secrets.token_urlsafe(12), name, timestamp("milliseconds")))
         return self._db().execute("SELECT token FROM annotators WHERE name = ?", (name,)).fetchone()[0]
 
     def name(self, token: str) -> str | None:
@@ -405,7 +405,7 @@ def simulate_panel(study: AnnotationStudy, scores: pd.DataFrame, raters: int = 5
     if scores.loc[rows, ["deceived", "content"]].isna().any().any(): raise ValueError("the simulated panel needs a deception outcome for every item: painting pairs only")
     panel, rng = simulated_raters(raters, seed), np.random.default_rng([seed, 22])
     for name, rater in panel.iterrows():
-        token = study.store.join(name)
+        token = study.store.join(name, hashlib.sha256(f"{study.manifest['secret']}/rater/{name}".encode()).hexdigest()[:16])   # the same order on a rerun
         order = study.order(token)
         limit = np.quantile([scores.loc[(study.items[i].get("model") or study.items[i]["classic"], study.items[i]["pair"]), "content"] for i in order],
                             rater.content_quantile)
