@@ -413,19 +413,19 @@ def simulate_panel(study: AnnotationStudy, scores: pd.DataFrame, raters: int = 5
             study.vote(token, item, simulated_answer(study.kind.name, study.items[item], scores, rater, limit, study.shown(token, item), rng))
     return panel
 
-def zoo_study_models(zoo) -> dict[str, dict]:
-    "The models of a scored zoo (`balstyle.transfer.evaluation.ZooScores`) as `prepare_study` takes them: {name: method title, loss and the model}."
-    long = zoo.long().drop_duplicates("model").set_index("model")
+def zoo_study_models(zoo, long: pd.DataFrame | None = None) -> dict[str, dict]:
+    "The models of a scored zoo (`balstyle.transfer.evaluation.ZooScores`; `long`: its `zoo.long()`, if at hand) as `prepare_study` takes them: {name: method title, loss and the model}."
+    long = (zoo.long() if long is None else long).drop_duplicates("model").set_index("model")
     return {name: dict(method=long.loc[name, "method"], loss=long.loc[name, "loss"], model=zoo.model(name)) for name in zoo.scores}
 
 def simulated_votes(zoo, kind: str, n_items: int, raters: int = 5, seed: int = 0, scale: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
     "A `kind` study of the zoo's painting pairs, prepared in a temporary folder and voted on by the simulated panel: (its export, the raters)."
-    paintings = zoo.pairs[zoo.pairs["kind"] == "painting"]
-    seeds = sorted({int(s) for s in zoo.long()["seed"].dropna()})
-    study = prepare_study(Path(tempfile.mkdtemp(prefix=f"balstyle-{kind}-")) / kind, kind, paintings, zoo_study_models(zoo), n_items,
+    paintings, long = zoo.pairs[zoo.pairs["kind"] == "painting"], zoo.long()        # long() reads every model's run.json: once
+    seeds = sorted({int(s) for s in long["seed"].dropna()})
+    study = prepare_study(Path(tempfile.mkdtemp(prefix=f"balstyle-{kind}-")) / kind, kind, paintings, zoo_study_models(zoo, long), n_items,
                           zoo.scorer.image_size, seed, source=f"painting pairs and the zoo of training seeds {seeds} at {scale} scale",
                           secret=f"simulated-{scale}-{seed}")                # fixed: a rerun draws and names the same items
-    panel = simulate_panel(study, zoo.long().set_index(["model", "pair"]), raters, seed=seed)
+    panel = simulate_panel(study, long.set_index(["model", "pair"]), raters, seed=seed)
     return export_votes(study), panel
 
 # %% ../nbs/08_annotate.ipynb #037145de

@@ -27,9 +27,9 @@ __all__ = ['MIXER_SETTINGS', 'Explorer', 'show', 'style_mixer', 'a_trained_model
 class Explorer(widgets.VBox):
     "Controls above a picture that `render(**values)` → (figure, result) redraws on every change; `result` is what it drew."
     def __init__(self, controls: dict, render: Callable, title: str = ""):
-        self.controls, self._render, self.picture, self.result = controls, render, widgets.Image(format="png"), None
+        self.controls, self._render, self.picture, self.result, self._held = controls, render, widgets.Image(format="png"), None, False
         super().__init__([widgets.HTML(f"<b>{title}</b>"), *controls.values(), self.picture])
-        for control in controls.values(): control.observe(lambda change: self.refresh(), names="value")
+        for control in controls.values(): control.observe(lambda change: self._held or self.refresh(), names="value")
         self.refresh()
 
     def values(self) -> dict: return {name: c.value for name, c in self.controls.items()}
@@ -41,8 +41,12 @@ class Explorer(widgets.VBox):
         self.picture.value = png.getvalue()
 
     def set(self, **values):
-        "Move controls as a reader would (for tests and static pages); the result drawn after."
-        for name, value in values.items(): self.controls[name].value = value
+        "Move controls as a reader would (for tests and static pages), then draw once; the result drawn."
+        self._held = True                                  # one picture for all the moves, not one per control
+        try:
+            for name, value in values.items(): self.controls[name].value = value
+        finally: self._held = False
+        self.refresh()
         return self.result
 
 def show(explorer: Explorer, settings: list[dict]):
