@@ -209,7 +209,7 @@ def tracked_factors(codes, factors: pd.DataFrame, groups, *, folds: int = 5, per
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("factor")
     table.insert(table.columns.get_loc("p") + 1, "q", false_discovery_control(table["p"].to_numpy(dtype=float)))   # Benjamini–Hochberg
-    table["above_chance"] = table["r2"] > table["null_95"]
+    table["above_chance"] = (table["r2"] > table["null_95"]) & (table["r2"] > 0)     # and better than predicting the mean
     return table
 
 # %% ../../nbs/25_stylespace_analysis.ipynb #3846e544
