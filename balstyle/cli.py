@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, (verdict, changes) in o.reproduced.items():
             moved = ", ".join(f"{col} {v:.2g}" for col, v in changes.items() if v > 0)
             print(f"  {path}: {verdict}" + (f" [{moved}]" if moved and verdict.startswith("largest") else ""))
+        for path in o.removed: print(f"  {path}: removed, the notebook no longer writes it")
     failed = [o for o in outcomes if not o.ok]
     if failed:
         print(f"{len(failed)} of {len(outcomes)} notebooks failed:", *(f"  {o.notebook.name}: {o.error}" for o in failed), sep="\n", file=sys.stderr)

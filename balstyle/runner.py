@@ -30,8 +30,8 @@ log = get_logger("runner")
 
 # %% auto #0
 __all__ = ['log', 'SCALES', 'ZOO_SEEDS', 'STUDIES', 'Study', 'studies_dir', 'machine', 'save_figure', 'save_table', 'write_index',
-           'artefact_snapshot', 'table_changes', 'reproduction', 'Outcome', 'run_notebook', 'runs_dir', 'reproduce',
-           'read_status', 'remove_stale_temporaries', 'committed_results', 'study_status']
+           'artefact_snapshot', 'table_changes', 'reproduction', 'remove_stale_artefacts', 'Outcome', 'run_notebook',
+           'runs_dir', 'reproduce', 'read_status', 'remove_stale_temporaries', 'committed_results', 'study_status']
 
 # %% ../nbs/04_runner.ipynb #11631c80
 SCALES = ("smoke", "cpu", "paper")
@@ -228,6 +228,19 @@ def reproduction(relative: str, before: dict, after: Path) -> tuple[str, dict]:
     if worst is None or changes[worst] == 0: return "same values, other bytes", changes
     return f"largest relative change {changes[worst]:.2g} ({worst})", changes
 
+# %% ../nbs/04_runner.ipynb #b81f4d2a
+def remove_stale_artefacts(figures: Path, notebook: str, scale: str, written: list) -> list[Path]:
+    "Delete the figures and tables (and provenance) of `notebook` at `scale` that its run did not write: `written`; returns them."
+    figures, kept, removed = Path(figures), {Path(p).resolve() for p in written}, []
+    for prov in sorted((figures / "_provenance").rglob(f"*_{scale}.*.json")):
+        entry = json.loads(prov.read_text())
+        path = figures / entry["file"]
+        if entry.get("notebook") != notebook or entry.get("scale") != scale or path.resolve() in kept: continue
+        path.unlink(missing_ok=True); prov.unlink()
+        log.info(f"removed {path}: {notebook} no longer writes it at {scale} scale")
+        removed.append(path)
+    return removed
+
 # %% ../nbs/04_runner.ipynb #6c23e4b9
 @dataclass
 class Outcome:
@@ -240,10 +253,12 @@ class Outcome:
     output: Path | None = None
     artefacts: list = field(default_factory=list)
     reproduced: dict = field(default_factory=dict)   # artefact path → (verdict, per-column changes), when compared
+    removed: list = field(default_factory=list)      # artefacts of its last run that this one no longer wrote
 
     def __str__(self):
         status = f"ok in {self.wall_time_s:.0f} s" if self.ok else f"FAILED: {self.error}"
         made = f"; wrote {len(self.artefacts)} figures and tables" if self.artefacts else ""
+        made += f"; removed {len(self.removed)} it no longer writes" if self.removed else ""
         return f"{self.name}: {status}; executed copy {self.output or 'not written'}{made}"
 
 @contextlib.contextmanager
@@ -301,6 +316,8 @@ def run_notebook(notebook: str | Path, parameters: dict, output: str | Path, fig
             entry["reproduced"], entry["changes"] = outcome.reproduced[figures / entry["file"]] = reproduction(entry["file"], before, figures / entry["file"])
         write_atomic(prov, lambda f: f.write(json.dumps(entry, indent=1)), "w")
         outcome.artefacts.append(figures / entry["file"])
+    if outcome.ok and "scale" in parameters:
+        outcome.removed = remove_stale_artefacts(figures, notebook.name, parameters["scale"], outcome.artefacts)
     return outcome
 
 # %% ../nbs/04_runner.ipynb #41b92f38
