@@ -88,6 +88,25 @@ def test_the_command_exits_non_zero_naming_each_failed_notebook(toy_studies, cap
     assert main(["reproduce", "--scale", "smoke", "-p", "nosuch=1"]) == 2 and "nosuch" in capsys.readouterr().err
 
 
+def test_a_rerun_removes_what_its_notebook_no_longer_writes(toy_studies, capsys):
+    "Files named after what a run found (Figures 4-5's style dimensions) do not outlive the run that made them."
+    folder, figures, runs = toy_studies / "studies", toy_studies / "figures", toy_studies / "runs"
+    notebook(folder / "named.ipynb", "import pandas as pd\nfrom balstyle.runner import save_table\n"
+             "save_table(pd.DataFrame({'n': [n]}), f'toy/dim{n}', scale=scale, weights='none', data='none', title='toy')",
+             parameters="scale = 'smoke'\nn = 1")
+    runner.STUDIES["named"] = Study("named", "named.ipynb", "a table named after n", {s: {"n": 1} for s in SCALES})
+    assert all(o.ok for o in reproduce("smoke", only=["works", "named"], parameters={"n": 3}, figures=figures, runs=runs))
+    assert (figures / "toy" / "dim3_smoke.csv").exists() and (figures / "toy" / "works_smoke.csv").exists()
+    capsys.readouterr()
+    args = ["reproduce", "--scale", "smoke", "--figures", str(figures), "--runs", str(runs), "-p", "n=4"]
+    assert main(args) == 1                                     # the toy "fails" study fails, as it should; the others ran
+    assert f"{figures / 'toy' / 'dim3_smoke.csv'}: removed" in capsys.readouterr().out
+    assert not (figures / "toy" / "dim3_smoke.csv").exists() and not (figures / "_provenance" / "toy" / "dim3_smoke.csv.json").exists()
+    assert (figures / "toy" / "dim4_smoke.csv").exists() and (figures / "toy" / "works_smoke.csv").exists()   # another notebook's: kept
+    index = (figures / "README.md").read_text()
+    assert "toy/dim4_smoke.csv" in index and "toy/dim3_smoke.csv" not in index
+
+
 def test_index_lists_only_files_that_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("BALSTYLE_FIGURES", str(tmp_path))
     import pandas as pd
