@@ -29,7 +29,7 @@ def measure(run) -> dict:
     S = load_stage(config.options["style_run"])[1]["S"]
     styles = normaliser(encode_all(lambda x: S(x)[:, :config.options["style_dims"]], data, index))
     mean, log_var = vae.encode(lab)
-    kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)
+    kl = vae.kl(mean, log_var)
     error = (vae.decode(styles, mean) - lab).pow(2).mean((0, 2, 3)).sqrt() * torch.tensor(LAB_SCALE)
     return {"kept": info["kept_dims"], "active": int((mean.var(0) > 0.01).sum()), "dims": config.dims,
             "kl": float(kl.sum(1).mean()), "rmse": [round(float(e), 2) for e in error]}

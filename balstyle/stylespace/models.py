@@ -51,6 +51,11 @@ class ContentVAE(nn.Module):
         "‖Dec(…) − x‖² per image, each channel's squared error times its weight (1: scaled Lab; s_c²: raw Lab)."
         return ((reconstruction - image).pow(2) * self.channel_weights).flatten(1).sum(1)
 
+    @staticmethod
+    def kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        "KL(N(mean, exp(log_var)) ‖ N(0, 1)) per image and dimension, in nats."
+        return 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)
+
     def forward(self, image: torch.Tensor, style: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         "Eq 4 with a sampled prefix per image, and the KL term, each averaged over the batch."
         mean, log_var = self.encode(image)
@@ -58,7 +63,7 @@ class ContentVAE(nn.Module):
         mask = sample_prefix_mask(len(image), self.content_dims, self.t, generator, image.device)
         reconstruction = self.decode(style, code * mask)
         return {"reconstruction": self.error(reconstruction, image).mean(),
-                "kl": (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)).sum(1).mean(), "image": reconstruction}
+                "kl": self.kl(mean, log_var).sum(1).mean(), "image": reconstruction}
 
 # %% ../../nbs/22_stylespace_models.ipynb #83508b8a
 def prune_dims(dims: Sequence[int], scores: Sequence[float], tolerance: float = 0.02, higher_is_better: bool = True) -> int:
